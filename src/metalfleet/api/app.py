@@ -1,0 +1,31 @@
+"""The FastAPI application: routes, error handling and the static image directory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from metalfleet import __version__
+from metalfleet.api import problems
+from metalfleet.api.deps import AppContext
+from metalfleet.api.routes import misc, nodes, resources
+
+
+def create_app(context: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="metalfleet",
+        version=__version__,
+        description="Bare-metal cloud for GPU and HPC clusters. Auth: `Authorization: Bearer "
+        "<token>`. Errors are RFC 7807 problem+json.",
+    )
+    app.state.context = context
+    problems.install(app)
+    app.include_router(misc.router)
+    app.include_router(nodes.router)
+    for router in resources.all_routers():
+        app.include_router(router)
+    images_dir = context.settings.data_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    # Nodes fetch images without a token, as from any image server; Starlette answers Range.
+    app.mount("/images", StaticFiles(directory=images_dir), name="images")
+    return app

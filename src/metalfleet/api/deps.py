@@ -1,0 +1,81 @@
+"""Dependencies shared by the routes: the app context, a DB session, the caller and roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from metalfleet.config import Settings
+from metalfleet.core.errors import AuthenticationError, PermissionDeniedError
+from metalfleet.db.session import Database
+from metalfleet.inventory import tokens
+from metalfleet.inventory.schemas import Role
+from metalfleet.inventory.tokens import Principal
+from metalfleet.secrets import CredentialCipher
+
+
+@dataclass
+class AppContext:
+    db: Database
+    cipher: CredentialCipher
+    settings: Settings
+    wake_conductor: Callable[[], None] = lambda: None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def get_session(context: Context) -> Iterator[Session]:
+    """One transaction per request, committed when the route returns without error."""
+    session = context.db.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(request: Request, context: Context) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationError(
+            "send 'Authorization: Bearer <token>'; the admin token is in <data-dir>/admin.token"
+        )
+    with context.db.session() as session:
+        return tokens.authenticate(session, secret.strip())
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+READ = frozenset(Role)
+WRITE = frozenset({Role.ADMIN, Role.OPERATOR})
+ADMIN = frozenset({Role.ADMIN})
+
+
+def require(roles: frozenset[Role], what: str) -> Callable[[Principal], Principal]:
+    def check(caller: Caller) -> Principal:
+        if caller.role not in roles:
+            wanted = " or ".join(sorted(r.value for r in roles))
+            raise PermissionDeniedError(
+                f"{what} needs the {wanted} role; token {caller.name!r} is {caller.role.value}"
+            )
+        return caller
+
+    return check

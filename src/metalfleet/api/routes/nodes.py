@@ -1,0 +1,130 @@
+"""Node routes: enrol, list, show, change, delete, act, and read the node's events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
+
+from metalfleet.api.deps import READ, WRITE, Caller, Context, DbSession, require
+from metalfleet.core.errors import NotFoundError, PermissionDeniedError, ValidationError
+from metalfleet.core.states import Action
+from metalfleet.db import models as m
+from metalfleet.inventory import events, lifecycle, nodes, resources
+from metalfleet.inventory import schemas as s
+from metalfleet.inventory.tokens import Principal
+
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+writer = Depends(require(WRITE, "changing nodes"))
+reader = Depends(require(READ, "reading nodes"))
+
+LIFECYCLE_ACTIONS = {a.value for a in Action}
+OTHER_ACTIONS = {"maintenance-on", "maintenance-off", "power-on", "power-off", "reboot"}
+MEMBER_ACTIONS = {"deploy", "undeploy", "power-on", "power-off", "reboot"}
+
+
+def visible_node(session: Session, name: str, caller: Principal) -> m.Node:
+    """The node, if the caller may see it; a member sees only its tenant's nodes."""
+    node = lifecycle.load_node(session, name)
+    if caller.role is s.Role.MEMBER and node.tenant_id != caller.tenant_id:
+        # Same answer as for a missing node: members learn nothing about other tenants.
+        raise NotFoundError(f"no node named {name!r}; list nodes with GET /v1/nodes")
+    return node
+
+
+@router.get("", response_model=s.Page[s.NodeOut], dependencies=[reader])
+def list_nodes(
+    session: DbSession,
+    caller: Caller,
+    state: str | None = None,
+    node_class: Annotated[str | None, Query(alias="class")] = None,
+    rack: str | None = None,
+    tenant: str | None = None,
+    health: str | None = None,
+    maintenance: bool | None = None,
+    label: Annotated[list[str] | None, Query(description="key=value, repeatable")] = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    items, next_cursor = nodes.list_nodes(
+        session, limit=limit, cursor=cursor, state=state, node_class=node_class, rack=rack,
+        tenant=tenant, health=health, maintenance=maintenance, labels=label,
+        tenant_id=caller.tenant_id if caller.role is s.Role.MEMBER else None,
+    )
+    return {"items": [nodes.to_out(node) for node in items], "next": next_cursor}
+
+
+@router.post("", response_model=s.NodeOut, status_code=201, dependencies=[writer])
+def enroll_node(
+    session: DbSession, context: Context, caller: Caller, body: s.NodeIn, response: Response
+) -> s.NodeOut:
+    node = nodes.enroll(session, body, context.cipher, actor=caller.actor)
+    response.headers["Location"] = f"/v1/nodes/{node.name}"
+    return nodes.to_out(node)
+
+
+@router.get("/{name}", response_model=s.NodeOut, dependencies=[reader])
+def show_node(session: DbSession, caller: Caller, name: str) -> s.NodeOut:
+    return nodes.to_out(visible_node(session, name, caller))
+
+
+@router.patch("/{name}", response_model=s.NodeOut, dependencies=[writer])
+def patch_node(
+    session: DbSession, context: Context, caller: Caller, name: str, body: s.NodePatch
+) -> s.NodeOut:
+    return nodes.to_out(nodes.update_node(session, name, body, context.cipher, actor=caller.actor))
+
+
+@router.delete("/{name}", status_code=204, dependencies=[writer])
+def delete_node(session: DbSession, caller: Caller, name: str) -> Response:
+    nodes.delete_node(session, name, actor=caller.actor)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/actions/{action}", response_model=s.NodeOut, status_code=202,
+             dependencies=[reader])
+def node_action(
+    session: DbSession, context: Context, caller: Caller, name: str, action: str,
+    body: s.ActionIn | None = None,
+) -> s.NodeOut:
+    body = body or s.ActionIn()
+    if action not in LIFECYCLE_ACTIONS | OTHER_ACTIONS:
+        raise ValidationError(
+            f"unknown action {action!r}; actions: "
+            f"{', '.join(sorted(LIFECYCLE_ACTIONS | OTHER_ACTIONS))}"
+        )
+    if caller.role is s.Role.VIEWER or (
+        caller.role is s.Role.MEMBER and action not in MEMBER_ACTIONS
+    ):
+        raise PermissionDeniedError(
+            f"token {caller.name!r} ({caller.role.value}) may not {action} nodes"
+        )
+    node = visible_node(session, name, caller)
+    if action in ("maintenance-on", "maintenance-off"):
+        node = nodes.set_maintenance(session, name, action == "maintenance-on", body.reason,
+                                     actor=caller.actor)
+    elif action in ("power-on", "power-off", "reboot"):
+        node = nodes.request_power(session, name, action.removeprefix("power-"),
+                                   actor=caller.actor)
+    else:
+        lifecycle.check_allowed(node, Action(action))
+        image = None
+        if body.image is not None:
+            image = resources.resolve_ref(session, m.Image, body.image, "image")
+        node = lifecycle.request_action(session, node, Action(action), actor=caller.actor,
+                                        image=image, reason=body.reason)
+    session.commit()
+    context.wake_conductor()
+    return nodes.to_out(node)
+
+
+@router.get("/{name}/events", response_model=s.Page[s.EventOut], dependencies=[reader])
+def node_events(
+    session: DbSession, caller: Caller, name: str,
+    after: int | None = Query(None, description="the 'next' of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    visible_node(session, name, caller)
+    items, next_cursor = events.list_events(session, node_name=name, after_id=after, limit=limit)
+    return {"items": [s.EventOut.model_validate(e) for e in items], "next": next_cursor}

@@ -1,0 +1,34 @@
+"""Settings, read once from the command line and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("./metalfleet-data")
+
+
+@dataclass
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Public URL of the API as nodes and lab agents reach it (images, callbacks).
+    public_url: str | None = None
+    conductor_name: str | None = None
+    conductor_workers: int = 8
+    # A conductor whose heartbeat is older than this is dead; its nodes are taken over.
+    conductor_dead_after_s: float = 30.0
+    poll_interval_s: float = 1.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def resolved_database_url(self) -> str:
+        url = self.database_url or os.environ.get("METALFLEET_DATABASE_URL")
+        if url:
+            return url
+        return f"sqlite:///{(self.data_dir / 'metalfleet.db').resolve()}"
+
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,65 @@
+"""Hardware types by name: which implementation serves each interface.
+
+- ``lab``: Redfish out-of-band (the lab's emulated BMCs) and the real agent code running
+  in-process against the node's synthetic hardware root.
+- ``redfish``: Redfish out-of-band; in-band work through the network-booted agent.
+- ``fake``: no hardware, for unit tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+from metalfleet.core.errors import ValidationError
+from metalfleet.drivers.base import HardwareType
+
+
+def _lab() -> HardwareType:
+    from metalfleet.drivers import agent_local
+    from metalfleet.drivers.redfish.boot import RedfishBoot
+    from metalfleet.drivers.redfish.management import RedfishManagement
+    from metalfleet.drivers.redfish.power import RedfishPower
+
+    return HardwareType(
+        name="lab", power=RedfishPower(), boot=RedfishBoot(), management=RedfishManagement(),
+        inspect=agent_local.LocalAgentInspect(), burn_in=agent_local.LocalAgentBurnIn(),
+        deploy=agent_local.LocalAgentDeploy(), clean=agent_local.LocalAgentClean(),
+    )
+
+
+def _redfish() -> HardwareType:
+    from metalfleet.drivers import unsupported
+    from metalfleet.drivers.redfish.boot import RedfishBoot
+    from metalfleet.drivers.redfish.management import RedfishManagement
+    from metalfleet.drivers.redfish.power import RedfishPower
+
+    return HardwareType(
+        name="redfish", power=RedfishPower(), boot=RedfishBoot(),
+        management=RedfishManagement(), inspect=unsupported.NoInBandInspect(),
+        burn_in=unsupported.NoInBandBurnIn(), deploy=unsupported.NoInBandDeploy(),
+        clean=unsupported.NoInBandClean(),
+    )
+
+
+def _fake() -> HardwareType:
+    from metalfleet.drivers import fake
+
+    return fake.hardware_type()
+
+
+FACTORIES: dict[str, Callable[[], HardwareType]] = {
+    "lab": _lab,
+    "redfish": _redfish,
+    "fake": _fake,
+}
+
+
+@cache
+def get_hardware_type(name: str) -> HardwareType:
+    factory = FACTORIES.get(name)
+    if factory is None:
+        raise ValidationError(
+            f"unknown hardware type {name!r}; known: {', '.join(sorted(FACTORIES))}"
+        )
+    return factory()
