@@ -7,8 +7,9 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy import select
@@ -27,6 +28,14 @@ from metalfleet.secrets import load_cipher
 log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_FILE = "admin.token"
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` below owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def write_private(path: Path, content: str) -> None:
@@ -86,7 +95,7 @@ async def serve(
     *,
     api: bool = True,
     conductor: bool = True,
-    extra_tasks: list[Callable[[AppContext], Awaitable[None]]] | None = None,
+    extra_tasks: list[Callable[[AppContext], Coroutine[Any, Any, None]]] | None = None,
     context: AppContext | None = None,
 ) -> None:
     """Run the API and/or a conductor (and any extra tasks, like the lab) until a signal."""
@@ -106,8 +115,7 @@ async def serve(
             create_app(context), host=settings.host, port=settings.port, log_level="warning",
             lifespan="off",
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = EmbeddedServer(config)
         tasks.append(asyncio.create_task(server.serve()))
     for make_task in extra_tasks or []:
         tasks.append(asyncio.create_task(make_task(context)))
@@ -120,6 +128,9 @@ async def serve(
         server.should_exit = True
     if worker is not None:
         worker.stop()
+    # Give the API and running conductor steps a moment to finish, then cancel the rest.
+    # Steps still running are recovered by the next conductor as failed, with the reason.
+    await asyncio.wait(tasks, timeout=10)
     for task in tasks:
         if not task.done():
             task.cancel()

@@ -9,6 +9,7 @@ from metalfleet import __version__
 from metalfleet.api import problems
 from metalfleet.api.deps import AppContext
 from metalfleet.api.routes import misc, nodes, resources
+from metalfleet.web import routes as web
 
 
 def create_app(context: AppContext) -> FastAPI:
@@ -20,6 +21,7 @@ def create_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     problems.install(app)
+    app.include_router(web.router)
     app.include_router(misc.router)
     app.include_router(nodes.router)
     for router in resources.all_routers():

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from metalfleet.core.states import NodeState, is_work_state, outcome_of
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
+from metalfleet.db.session import rowcount
 from metalfleet.inventory import events
 
 
@@ -25,7 +26,7 @@ def reserve(session: Session, node_id: str, conductor: str) -> bool:
         .values(reservation=conductor, reserved_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def release(session: Session, node_id: str, conductor: str) -> None:
@@ -87,7 +88,5 @@ def recover_dead(session: Session, *, me: str, dead_after_s: float) -> list[str]
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             recovered.append(node.name)
-    session.execute(
-        m.Conductor.__table__.delete().where(m.Conductor.heartbeat_at < cutoff)
-    )
+    session.execute(delete(m.Conductor).where(m.Conductor.heartbeat_at < cutoff))
     return recovered

@@ -30,6 +30,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
 
 
+def rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE/DELETE (how a conditional UPDATE tells who won)."""
+    return int(result.rowcount)
+
+
 class Database:
     """An engine and its session factory; one per process."""
 

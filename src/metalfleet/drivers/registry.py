@@ -23,8 +23,8 @@ def _lab() -> HardwareType:
 
     return HardwareType(
         name="lab", power=RedfishPower(), boot=RedfishBoot(), management=RedfishManagement(),
-        inspect=agent_local.LocalAgentInspect(), burn_in=agent_local.LocalAgentBurnIn(),
-        deploy=agent_local.LocalAgentDeploy(), clean=agent_local.LocalAgentClean(),
+        inspect=agent_local.AgentLocalInspect(), burn_in=agent_local.AgentLocalBurnIn(),
+        deploy=agent_local.AgentLocalDeploy(), clean=agent_local.AgentLocalClean(),
     )
 
 

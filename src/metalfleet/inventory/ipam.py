@@ -28,7 +28,7 @@ def _in_dhcp_range(network: m.Network, address: IpAddress) -> bool:
     if not (network.dhcp_start and network.dhcp_end):
         return False
     start, end = ipaddress.ip_address(network.dhcp_start), ipaddress.ip_address(network.dhcp_end)
-    return start <= address <= end
+    return int(start) <= int(address) <= int(end)
 
 
 def _candidates(network: m.Network) -> Iterator[IpAddress]:

@@ -27,6 +27,7 @@ from metalfleet.core.states import (
 )
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
+from metalfleet.db.session import rowcount
 from metalfleet.inventory import events
 
 

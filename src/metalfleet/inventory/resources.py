@@ -78,7 +78,8 @@ KINDS: dict[str, ResourceKind] = {
 
 
 def resolve_ref(session: Session, target: type[Base], name: str, what: str) -> Any:
-    obj = session.scalar(select(target).where(target.name == name))  # type: ignore[attr-defined]
+    model: Any = target
+    obj = session.scalar(select(model).where(model.name == name))
     if obj is None:
         raise ValidationError(
             f"{what} {name!r} does not exist; create it first or correct the name",
@@ -88,7 +89,8 @@ def resolve_ref(session: Session, target: type[Base], name: str, what: str) -> A
 
 
 def get(session: Session, kind: ResourceKind, name: str) -> Any:
-    obj = session.scalar(select(kind.model).where(kind.model.name == name))  # type: ignore[attr-defined]
+    model: Any = kind.model
+    obj = session.scalar(select(model).where(model.name == name))
     if obj is None:
         raise NotFoundError(
             f"no {kind.singular} named {name!r}; list them with GET /v1/{kind.plural}"
@@ -120,7 +122,8 @@ def _flush(session: Session, kind: ResourceKind, name: str) -> None:
 def create(session: Session, kind: ResourceKind, data: BaseModel) -> Any:
     values = data.model_dump(mode="python")
     name = values["name"]
-    if session.scalar(select(kind.model.id).where(kind.model.name == name)) is not None:  # type: ignore[attr-defined]
+    model: Any = kind.model
+    if session.scalar(select(model.id).where(model.name == name)) is not None:
         raise ConflictError(
             f"a {kind.singular} named {name!r} already exists; pick another name or "
             f"PATCH /v1/{kind.plural}/{name}"

@@ -200,8 +200,8 @@ def check_addresses_inside(
             raise ValueError(f"{label} {value} is outside the network {cidr}")
     if (dhcp_start is None) != (dhcp_end is None):
         raise ValueError("give both dhcp_start and dhcp_end, or neither")
-    if dhcp_start and dhcp_end and ipaddress.ip_address(dhcp_start) > ipaddress.ip_address(
-        dhcp_end
+    if dhcp_start and dhcp_end and int(ipaddress.ip_address(dhcp_start)) > int(
+        ipaddress.ip_address(dhcp_end)
     ):
         raise ValueError(f"dhcp_start {dhcp_start} is after dhcp_end {dhcp_end}")
 
@@ -275,7 +275,7 @@ class NodeClassPatch(Strict):
     extra: dict[str, Any] | None = None
 
 
-class NodeClassOut(NodeClassIn, Out):  # type: ignore[misc]
+class NodeClassOut(NodeClassIn, Out):
     model_config = ConfigDict(from_attributes=True, extra="ignore")
     id: str
     created_at: datetime

@@ -1,0 +1,106 @@
+"""The `metalfleet` command: start the services, and talk to the API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metalfleet import __version__
+from metalfleet.cli import admin, nodes, resources
+from metalfleet.cli.common import GLOBALS, DataDirOpt, TokenOpt, UrlOpt
+from metalfleet.cli.output import console
+from metalfleet.config import DEFAULT_DATA_DIR, Settings
+
+app = typer.Typer(
+    help="metalfleet: a bare-metal cloud for GPU and HPC clusters.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(url: UrlOpt = None, token: TokenOpt = None, data_dir: DataDirOpt = None) -> None:
+    GLOBALS.url = url
+    GLOBALS.token = token
+    GLOBALS.data_dir = data_dir
+
+
+ServeDataDir = Annotated[Path, typer.Option("--data-dir", envvar="METALFLEET_DATA_DIR",
+                                            help="SQLite database, keys, tokens, lab state")]
+DatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", envvar="METALFLEET_DATABASE_URL",
+    help="e.g. postgresql+psycopg://user@host/db [default: SQLite in --data-dir]")]
+
+
+def _settings(data_dir: Path, database_url: str | None, host: str, port: int,
+              workers: int) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url, host=host, port=port,
+                    conductor_workers=workers)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@app.command()
+def up(
+    data_dir: ServeDataDir = DEFAULT_DATA_DIR,
+    host: Annotated[str, typer.Option(help="address the API listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8080,
+    lab: Annotated[int, typer.Option(help="add N emulated servers (the lab fleet)")] = 0,
+    database_url: DatabaseUrl = None,
+    conductor: Annotated[bool, typer.Option(help="run a conductor in this process")] = True,
+    workers: Annotated[int, typer.Option(help="conductor worker threads")] = 8,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the API, a conductor and the web root in one process (SQLite by default)."""
+    from metalfleet.server import bootstrap, serve
+
+    _logging(verbose)
+    settings = _settings(data_dir, database_url, host, port, workers)
+    context = bootstrap(settings)
+    extra = []
+    if lab:
+        from metalfleet.lab.runner import lab_task
+
+        extra.append(lab_task(lab))
+    console.print(f"metalfleet {__version__} on http://{host}:{port}  data: {data_dir}  "
+                  f"admin token: {data_dir / 'admin.token'}")
+    asyncio.run(serve(settings, api=True, conductor=conductor, extra_tasks=extra,
+                      context=context))
+
+
+@app.command("conductor")
+def run_conductor(
+    data_dir: ServeDataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    workers: Annotated[int, typer.Option(help="conductor worker threads")] = 8,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run only a conductor (scale out: several of these beside API processes on PostgreSQL)."""
+    from metalfleet.server import serve
+
+    _logging(verbose)
+    settings = _settings(data_dir, database_url, "127.0.0.1", 0, workers)
+    asyncio.run(serve(settings, api=False, conductor=True))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+app.add_typer(nodes.app, name="node")
+resources.register(app)
+app.add_typer(admin.tokens, name="token")
+app.add_typer(admin.ip, name="ip")
+app.command()(admin.events)
+app.command()(admin.plan)
+app.command()(admin.apply)
