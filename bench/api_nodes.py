@@ -25,10 +25,9 @@ import httpx
 import uvicorn
 from sqlalchemy import create_engine, text, update
 
-from metalfleet.db.models import Node
-
 from metalfleet.api.app import create_app
 from metalfleet.config import Settings
+from metalfleet.db.models import Node
 from metalfleet.server import bootstrap
 
 STATES = ["available"] * 6 + ["active"] * 3 + ["enrolled", "manageable", "clean-failed"]
@@ -124,7 +123,7 @@ def list_latency(base: str, token: str, requests: int) -> list[float]:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def run(label: str, url: str, args: argparse.Namespace) -> None:

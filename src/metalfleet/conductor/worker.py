@@ -10,6 +10,7 @@ the poll interval bounds the delay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -82,10 +83,8 @@ class Conductor:
         try:
             while not self._stopping:
                 await self.tick()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
         finally:
             await self.drain()

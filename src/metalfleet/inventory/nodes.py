@@ -8,7 +8,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from metalfleet.core.errors import ConflictError, NodeBusyError, ValidationError
-from metalfleet.core.states import DELETABLE_STATES, NodeState, PowerState, allowed_actions
+from metalfleet.core.states import DELETABLE_STATES, NodeState, allowed_actions
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.inventory import events
@@ -200,7 +200,8 @@ def request_power(session: Session, name: str, target: str, *, actor: str) -> m.
         )
     node.target_power_state = target
     node.updated_at = utcnow()
-    events.record(session, node=node, kind="power", actor=actor, message=f"power {target} requested")
+    events.record(session, node=node, kind="power", actor=actor,
+                  message=f"power {target} requested")
     session.flush()
     return node
 
@@ -294,6 +295,3 @@ def to_out(node: m.Node) -> s.NodeOut:
         updated_at=node.updated_at,
     )
 
-
-def power_state_of(value: str) -> PowerState:
-    return PowerState(value)

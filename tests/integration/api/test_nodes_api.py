@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from tests.conftest import drive, fake_node
 
 from metalfleet.api.deps import AppContext
 from metalfleet.conductor.worker import Conductor
-from tests.conftest import drive, fake_node
 
 
 def _state(client: TestClient, name: str) -> str:
@@ -67,7 +67,9 @@ def test_illegal_action_is_409_problem_naming_state_and_allowed(client: TestClie
     assert _state(client, "n1") == "enrolled"
 
 
-def test_failure_lands_in_failed_state_with_reason(client: TestClient, conductor: Conductor) -> None:
+def test_failure_lands_in_failed_state_with_reason(
+    client: TestClient, conductor: Conductor
+) -> None:
     client.post("/v1/nodes", json=fake_node("n1", "52:54:00:00:00:01",
                                             driver_info={"fail": "inspect"}))
     client.post("/v1/nodes/n1/actions/manage")

@@ -1,0 +1,101 @@
+"""In-process agent driver: the lab's inspect, burn-in, deploy and clean.
+
+Runs the node agent's library (:mod:`metalfleet.agent`) in the conductor's process against
+a synthetic hardware root, so inventory parsing, wipe and image write are the real code
+paths. ``driver_info`` keys:
+
+* ``hardware_root`` (required): path of the node's root (see ``lab.synthetic_hardware``);
+* ``disk``: the root disk relative to that root, default ``dev/nvme0n1``;
+* ``clean_mode``: ``metadata`` (default) or ``full``;
+* ``burn_in_seconds``: burn-in duration, default 2;
+* ``verify_readback``: re-read the written image from the disk after deploy, default true.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from metalfleet.agent.burnin import run_burn_in
+from metalfleet.agent.disk import wipe, write_image
+from metalfleet.agent.hardware_root import HardwareRoot
+from metalfleet.agent.inventory import collect_inventory
+from metalfleet.core.errors import DriverError
+from metalfleet.drivers.base import (
+    BurnInInterface,
+    CleanInterface,
+    DeployInterface,
+    InspectInterface,
+    NodeContext,
+)
+
+DEFAULT_DISK = "dev/nvme0n1"
+CLEAN_MODES = ("metadata", "full")
+
+
+def hardware_root(node: NodeContext) -> HardwareRoot:
+    path = node.driver_info.get("hardware_root")
+    if not path:
+        raise DriverError(
+            f"node {node.name}: driver_info.hardware_root is required by the agent-local "
+            "driver (the node's synthetic hardware root)"
+        )
+    if not Path(path).is_dir():
+        raise DriverError(f"node {node.name}: hardware root {path} does not exist")
+    return HardwareRoot(path)
+
+
+def root_disk(node: NodeContext) -> tuple[HardwareRoot, Path]:
+    root = hardware_root(node)
+    disk = root.resolve(str(node.driver_info.get("disk", DEFAULT_DISK)))
+    if not disk.exists():
+        raise DriverError(f"node {node.name}: disk {disk} does not exist in the hardware root")
+    return root, disk
+
+
+class AgentLocalInspect(InspectInterface):
+    def inspect(self, node: NodeContext) -> dict[str, Any]:
+        root = hardware_root(node)
+        node.report(10, "collecting hardware inventory")
+        inventory = collect_inventory(root)
+        node.report(100, "inventory collected")
+        return inventory
+
+
+class AgentLocalBurnIn(BurnInInterface):
+    def burn_in(self, node: NodeContext) -> dict[str, Any]:
+        root, disk = root_disk(node)
+        seconds = float(node.driver_info.get("burn_in_seconds", 2.0))
+        return run_burn_in(root, disk, seconds, progress=node.report)
+
+
+class AgentLocalDeploy(DeployInterface):
+    def deploy(self, node: NodeContext) -> None:
+        image = node.image
+        if image is None:
+            raise DriverError(f"node {node.name}: no image to deploy; choose an image first")
+        if not image.sha256:
+            raise DriverError(
+                f"image {image.name} has no sha256; register it with a checksum so the "
+                "deploy can be verified"
+            )
+        _, disk = root_disk(node)
+        write_image(
+            image.url, disk, image.sha256, image.size_bytes, node.report,
+            disk_format=image.disk_format,
+            readback=bool(node.driver_info.get("verify_readback", True)),
+        )  # fmt: skip
+
+    def tear_down(self, node: NodeContext) -> None:
+        """Nothing to undo in-band: power and boot devices belong to the other interfaces."""
+
+
+class AgentLocalClean(CleanInterface):
+    def clean(self, node: NodeContext) -> dict[str, Any]:
+        _, disk = root_disk(node)
+        mode = node.driver_info.get("clean_mode", "metadata")
+        if mode not in CLEAN_MODES:
+            raise DriverError(
+                f"node {node.name}: clean_mode {mode!r} is not one of {', '.join(CLEAN_MODES)}"
+            )
+        return wipe(disk, mode, node.report)
