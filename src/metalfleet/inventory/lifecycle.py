@@ -103,7 +103,7 @@ def request_action(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         session.refresh(node)
         if node.reservation is not None:
             raise NodeBusyError(
