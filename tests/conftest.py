@@ -113,3 +113,35 @@ def fake_node(name: str, mac: str, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(context: AppContext) -> Iterator[str]:
+    """The API on a real socket (127.0.0.1, free port), for peers that fetch over HTTP."""
+    import threading
+
+    import uvicorn
+
+    from metalfleet.server import EmbeddedServer
+
+    port = free_port()
+    context.settings.port = port
+    server = EmbeddedServer(uvicorn.Config(create_app(context), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "API server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from metalfleet import __version__
 from metalfleet.api import problems
 from metalfleet.api.deps import AppContext
-from metalfleet.api.routes import misc, nodes, resources
+from metalfleet.api.routes import fleet, misc, nodes, resources
 from metalfleet.web import routes as web
 
 
@@ -24,6 +24,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(web.router)
     app.include_router(misc.router)
     app.include_router(nodes.router)
+    app.include_router(fleet.router)
     for router in resources.all_routers():
         app.include_router(router)
     images_dir = context.settings.data_dir / "images"

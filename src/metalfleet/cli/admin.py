@@ -78,6 +78,9 @@ def events(
     render(items, output, ["time", "node", "kind", "actor", "from_state", "to_state", "message"])
 
 
+PRUNE_HELP = "also delete what the file omits, in the sections it lists"
+
+
 def _fleet(file: Path, prune: bool, apply: bool, output: Output) -> None:
     fleet = load_file(file)
     with api_errors():
@@ -95,21 +98,24 @@ def _fleet(file: Path, prune: bool, apply: bool, output: Output) -> None:
         console.print(f"{symbols.get(change['action'], ' ')} {change['kind']} "
                       f"[bold]{change['name']}[/] {change['action']}")
         for field, diff in (change.get("fields") or {}).items():
-            console.print(f"      {field}: {diff.get('old')!r} -> {diff.get('new')!r}")
+            if diff.get("note"):
+                console.print(f"      {field}: {diff['note']}")
+            else:
+                console.print(f"      {field}: {diff.get('old')!r} -> {diff.get('new')!r}")
     summary = ", ".join(f"{n} {k}" for k, n in result["summary"].items())
     verb = "applied" if result.get("applied") else "plan"
     console.print(f"[bold]{verb}:[/] {summary}")
 
 
 def plan(file: Annotated[Path, typer.Option("--file", "-f", help="fleet YAML file")],
-         prune: Annotated[bool, typer.Option(help="also delete what the file omits")] = False,
+         prune: Annotated[bool, typer.Option(help=PRUNE_HELP)] = False,
          output: Output = Format.TABLE) -> None:
     """Show what `apply` would change, without changing anything."""
     _fleet(file, prune, False, output)
 
 
 def apply(file: Annotated[Path, typer.Option("--file", "-f", help="fleet YAML file")],
-          prune: Annotated[bool, typer.Option(help="also delete what the file omits")] = False,
+          prune: Annotated[bool, typer.Option(help=PRUNE_HELP)] = False,
           output: Output = Format.TABLE) -> None:
     """Converge the fleet to the file, in one transaction (all or nothing)."""
     _fleet(file, prune, True, output)

@@ -71,7 +71,7 @@ class ChangeAction(StrEnum):
 class FieldChange(BaseModel):
     old: Any = None
     new: Any = None
-    note: str | None = Field(None, description="for secrets, which are never shown")
+    note: str | None = Field(default=None, description="for secrets, which are never shown")
 
 
 class Change(BaseModel):
