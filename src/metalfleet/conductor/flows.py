@@ -62,21 +62,26 @@ def verify(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
             "driver_info": {**ctx.driver_info, "bmc_facts": facts}}
 
 
-def inspect(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
-    boot_ramdisk(ctx, hw, "inspect", 10)
-    ctx.report(40, "collecting hardware inventory")
-    inventory = hw.inspect.inspect(ctx)
-    ctx.report(85, "powering off")
+def in_ramdisk(ctx: NodeContext, hw: HardwareType, step: str, doing: str,
+               work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Boot the agent, do ``work`` in it, power off: how inspect, burn-in and clean run."""
+    boot_ramdisk(ctx, hw, step, 5)
+    ctx.report(20, doing)
+    result = work()
+    ctx.report(90, "powering off")
     power_to(ctx, hw, PowerState.OFF)
+    return result
+
+
+def inspect(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
+    inventory = in_ramdisk(ctx, hw, "inspect", "collecting hardware inventory",
+                           lambda: hw.inspect.inspect(ctx))
     return {"inventory": inventory, "power_state": PowerState.OFF.value}
 
 
 def burn_in(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
-    boot_ramdisk(ctx, hw, "burn-in", 5)
-    ctx.report(20, "running acceptance tests")
-    results = hw.burn_in.burn_in(ctx)
-    ctx.report(90, "powering off")
-    power_to(ctx, hw, PowerState.OFF)
+    results = in_ramdisk(ctx, hw, "burn-in", "running acceptance tests",
+                         lambda: hw.burn_in.burn_in(ctx))
     return {"power_state": PowerState.OFF.value,
             "driver_info": {**ctx.driver_info, "last_burn_in": results}}
 
@@ -103,11 +108,7 @@ def release(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
 
 
 def clean(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
-    boot_ramdisk(ctx, hw, "clean", 5)
-    ctx.report(20, "wiping disks")
-    result = hw.clean.clean(ctx)
-    ctx.report(90, "powering off")
-    power_to(ctx, hw, PowerState.OFF)
+    result = in_ramdisk(ctx, hw, "clean", "wiping disks", lambda: hw.clean.clean(ctx))
     return {"power_state": PowerState.OFF.value,
             "driver_info": {**ctx.driver_info, "last_clean": result}}
 
