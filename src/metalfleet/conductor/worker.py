@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from metalfleet.conductor import reservation
 from metalfleet.conductor.context import node_context
-from metalfleet.conductor.flows import FLOWS
+from metalfleet.conductor.flows import FLOWS, power_to, wait_power
 from metalfleet.core.errors import DriverError, MetalfleetError
 from metalfleet.core.states import WORK_STATES, NodeState, PowerState
 from metalfleet.db import models as m
@@ -229,8 +229,6 @@ class Conductor:
         new_power: str | None = None
         try:
             hw = self.hardware_types(hardware_type)
-            from metalfleet.conductor.flows import power_to, wait_power
-
             if target == "reboot":
                 hw.power.reboot(ctx)
                 wait_power(ctx, hw, PowerState.ON)
