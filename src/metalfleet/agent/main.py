@@ -52,7 +52,15 @@ def cmd_burn_in(args: argparse.Namespace) -> dict[str, Any]:
     return run_burn_in(HardwareRoot(args.root), Path(args.device), args.seconds, progress=_progress)
 
 
+def cmd_boot(args: argparse.Namespace) -> dict[str, Any]:
+    from metalfleet.agent.boot import run
+
+    cmdline = Path(args.cmdline).read_text() if args.cmdline else ""
+    return run(HardwareRoot(args.root), cmdline)
+
+
 COMMANDS: dict[str, Handler] = {
+    "boot": cmd_boot,
     "inventory": cmd_inventory,
     "wipe": cmd_wipe,
     "write-image": cmd_write_image,
@@ -78,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--size", type=int, default=None, help="expected image size in bytes")
     image.add_argument("--format", default="raw", help="disk format (only raw for now)")
     image.add_argument("--readback", action="store_true", help="re-read and hash the disk")
+
+    boot = sub.add_parser("boot", help="ramdisk start: report the inventory to the callback "
+                          "named on the kernel command line")
+    boot.add_argument("--cmdline", default="/proc/cmdline", help="kernel command line file")
+    boot.add_argument("--root", default="/")
 
     burn = sub.add_parser("burn-in", help="short CPU, memory and disk acceptance test")
     burn.add_argument("--device", required=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from metalfleet import __version__
-from metalfleet.cli import admin, nodes, resources
+from metalfleet.cli import admin, clusters, nodes, resources
 from metalfleet.cli.common import GLOBALS, DataDirOpt, TokenOpt, UrlOpt
 from metalfleet.cli.output import console
 from metalfleet.config import DEFAULT_DATA_DIR, Settings
@@ -98,7 +98,27 @@ def version() -> None:
 
 
 app.add_typer(nodes.app, name="node")
-resources.register(app)
+app.add_typer(clusters.app, name="cluster")
+groups = resources.register(app)
+
+
+@groups["image"].command("build-ramdisk")
+def build_ramdisk(
+    out: Annotated[Path, typer.Option("--out", help="where to write kernel and initrd")] = Path(
+        "./metalfleet-data/ramdisk"),
+) -> None:
+    """Build the deploy ramdisk (kernel + initramfs with the agent) from Debian packages."""
+    from metalfleet.boot.ramdisk import RamdiskBuildError
+    from metalfleet.boot.ramdisk import build_ramdisk as build
+
+    try:
+        ramdisk = build(out)
+    except RamdiskBuildError as exc:
+        console.print(f"[bold red]error:[/] {exc.detail}")
+        raise typer.Exit(1) from None
+    console.print(f"kernel {ramdisk.kernel} ({ramdisk.kernel_version})")
+    console.print(f"initrd {ramdisk.initrd}: {ramdisk.initrd_bytes / 1e6:.1f} MB, "
+                  f"{ramdisk.files} files, {len(ramdisk.stdlib_modules)} stdlib modules")
 app.add_typer(admin.tokens, name="token")
 app.add_typer(admin.ip, name="ip")
 app.command()(admin.events)

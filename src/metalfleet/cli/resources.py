@@ -74,6 +74,9 @@ def build(command: str, path: str, help_text: str, columns: list[str]) -> typer.
     return group
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> dict[str, typer.Typer]:
+    groups = {}
     for command, (path, help_text, columns) in RESOURCES.items():
-        app.add_typer(build(command, path, help_text, columns), name=command)
+        groups[command] = build(command, path, help_text, columns)
+        app.add_typer(groups[command], name=command)
+    return groups

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tests.conftest import drive, fake_node
 
 from metalfleet.api.deps import AppContext
 from metalfleet.conductor.worker import Conductor
+from tests.conftest import drive, fake_node
 
 
 def _state(client: TestClient, name: str) -> str:

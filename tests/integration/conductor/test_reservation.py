@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
-from tests.conftest import drive, fake_node
 
 from metalfleet.api.deps import AppContext
 from metalfleet.conductor import reservation
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
+from tests.conftest import drive, fake_node
 
 
 def _node_id(context: AppContext, name: str) -> str:
