@@ -9,11 +9,11 @@ from typing import Any
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.conftest import drive, fake_node
 
 from metalfleet.api.deps import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
+from tests.conftest import drive, fake_node
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "fleet.yaml"
 
