@@ -3,6 +3,8 @@ the kernel command line, report the hardware inventory, then do what the command
 
 Kernel parameters (set by the iPXE script or by a direct kernel boot):
 
+- ``metalfleet.api=URL``  the API to look up and heartbeat with; the agent then serves
+  commands until the node is powered off or rebooted by its BMC
 - ``metalfleet.callback=URL``  where to POST the inventory (JSON) once booted
 - ``metalfleet.after=poweroff|reboot|shell``  what to do afterwards (default: poweroff)
 
@@ -59,6 +61,11 @@ def run(root: HardwareRoot, cmdline: str) -> dict[str, Any]:
         "inventory": inventory,
         "agent": {"python": sys.version.split()[0], "inventory_s": took},
     }
+    api = params.get("api")
+    if api:
+        from metalfleet.agent.daemon import Agent
+
+        Agent(api, root).serve()
     callback = params.get("callback")
     if callback:
         report["callback_status"] = post_json(callback, report)

@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from metalfleet import __version__
 from metalfleet.api import problems
 from metalfleet.api.deps import AppContext
-from metalfleet.api.routes import fleet, misc, nodes, resources
+from metalfleet.api.routes import agent, boot, clusters, fleet, misc, nodes, resources
 from metalfleet.web import routes as web
 
 
@@ -24,11 +24,17 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(web.router)
     app.include_router(misc.router)
     app.include_router(nodes.router)
+    app.include_router(agent.router)
+    app.include_router(boot.router)
     app.include_router(fleet.router)
+    app.include_router(clusters.router)
     for router in resources.all_routers():
         app.include_router(router)
     images_dir = context.settings.data_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     # Nodes fetch images without a token, as from any image server; Starlette answers Range.
     app.mount("/images", StaticFiles(directory=images_dir), name="images")
+    ramdisk_dir = context.settings.data_dir / "ramdisk"
+    ramdisk_dir.mkdir(parents=True, exist_ok=True)
+    app.mount("/boot/ramdisk", StaticFiles(directory=ramdisk_dir), name="ramdisk")
     return app

@@ -232,3 +232,57 @@ class Conductor(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Cluster(IdMixin, Base):
+    """A named allocation of nodes for a tenant, handed to a scheduler (or to none)."""
+
+    __tablename__ = "clusters"
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    tenant_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"), default=None, index=True
+    )
+    scheduler: Mapped[str] = mapped_column(String(16))  # slurm | kubernetes | none
+    node_class_id: Mapped[str] = mapped_column(ForeignKey("node_classes.id", ondelete="RESTRICT"))
+    count: Mapped[int] = mapped_column(Integer)
+    # {"same_leaf": bool, "spread_racks": bool, "labels": {key: value}}
+    constraints: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="ready")
+    tenant: Mapped[Tenant | None] = relationship(lazy="joined")
+    node_class: Mapped[NodeClass] = relationship(lazy="joined")
+    members: Mapped[list[ClusterNode]] = relationship(
+        back_populates="cluster", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ClusterNode.node_name",
+    )
+
+
+class ClusterNode(Base):
+    """Membership: a node belongs to at most one cluster."""
+
+    __tablename__ = "cluster_nodes"
+    cluster_id: Mapped[str] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True, unique=True
+    )
+    node_name: Mapped[str] = mapped_column(String(63))
+    leaf: Mapped[str | None] = mapped_column(String(63), default=None)  # leaf switch at placement
+    rack: Mapped[str | None] = mapped_column(String(63), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cluster: Mapped[Cluster] = relationship(back_populates="members")
+    node: Mapped[Node] = relationship(lazy="joined")
+
+
+class Quota(IdMixin, Base):
+    """How many nodes of a class a tenant may hold in its clusters (no row: no limit)."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (UniqueConstraint("tenant_id", "node_class_id"),)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    node_class_id: Mapped[str] = mapped_column(
+        ForeignKey("node_classes.id", ondelete="CASCADE")
+    )
+    max_nodes: Mapped[int] = mapped_column(Integer)
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+    node_class: Mapped[NodeClass] = relationship(lazy="joined")

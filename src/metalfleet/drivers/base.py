@@ -35,6 +35,19 @@ class ImageRef:
     disk_format: str = "raw"
 
 
+class AgentChannel(abc.ABC):
+    """How in-band drivers talk to the agent booted on the node (conductor/agent_channel.py)."""
+
+    @abc.abstractmethod
+    def wait_for_agent(self, timeout: float) -> dict[str, Any]:
+        """Block until the node's agent has booted and looked itself up; its inventory."""
+
+    @abc.abstractmethod
+    def run(self, name: str, args: dict[str, Any], *, timeout: float,
+            progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Hand the agent a command and wait for its result (DriverError if it fails)."""
+
+
 @dataclass
 class NodeContext:
     """What a driver knows about the node it works on: a snapshot, not a DB row."""
@@ -46,6 +59,7 @@ class NodeContext:
     inventory: dict[str, Any] = field(default_factory=dict)
     macs: list[str] = field(default_factory=list)
     image: ImageRef | None = None
+    agent: AgentChannel | None = None
     progress: ProgressFn = field(default=lambda percent, step: None, repr=False)
 
     def report(self, percent: int, step: str) -> None:
@@ -77,6 +91,14 @@ class ManagementInterface(abc.ABC):
     @abc.abstractmethod
     def validate(self, node: NodeContext) -> dict[str, Any]:
         """Check that the BMC answers and the credentials work; return what it says of itself."""
+
+    def sensors(self, node: NodeContext) -> list[dict[str, Any]]:
+        """Readings as {kind, name, reading, unit, health, upper_critical}; [] if unsupported."""
+        return []
+
+    def log_entries(self, node: NodeContext) -> list[dict[str, Any]]:
+        """BMC log entries (SEL and the like) as {log, id, time, severity, message, ...}."""
+        return []
 
 
 class InspectInterface(abc.ABC):

@@ -1,0 +1,144 @@
+"""The agent's conversation with metalfleet: look up by MAC, heartbeat, run commands.
+
+It runs in the deploy ramdisk (stdlib only). Commands run in a worker thread so heartbeats
+keep flowing during a long image write; the heartbeat carries the command's progress and,
+at the end, its result or error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from metalfleet.agent.burnin import run_burn_in
+from metalfleet.agent.disk import wipe, write_image
+from metalfleet.agent.hardware_root import HardwareRoot
+from metalfleet.agent.inventory import collect_inventory
+from metalfleet.core.errors import MetalfleetError
+
+log = logging.getLogger("metalfleet.agent")
+AGENT_VERSION = "1"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+
+
+def call(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+         timeout: float = 15.0) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+            return answer
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:300]
+        raise ApiError(exc.code, detail) from exc
+
+
+def default_device(root: HardwareRoot, inventory: dict[str, Any]) -> Path:
+    """The root disk: the smallest disk of at least 4 GiB (as Ironic picks it)."""
+    disks = [d for d in inventory.get("disks", []) if d.get("size_bytes", 0) >= 4 * 1024**3]
+    if not disks:
+        disks = list(inventory.get("disks", []))
+    if not disks:
+        raise MetalfleetError("the node has no disk to work on")
+    chosen = min(disks, key=lambda d: (d["size_bytes"], d["name"]))
+    return root.resolve(str(chosen["path"]).lstrip("/"))
+
+
+class Agent:
+    def __init__(self, api_url: str, root: HardwareRoot, *, stop: threading.Event | None = None,
+                 lookup_retry_s: float = 3.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.root = root
+        self.stop = stop or threading.Event()
+        self.lookup_retry_s = lookup_retry_s
+        self.inventory: dict[str, Any] = {}
+        self.node = ""
+        self.token = ""
+        self.interval = 2.0
+        self.status: dict[str, Any] = {}
+        self.worker: threading.Thread | None = None
+
+    def lookup(self) -> None:
+        self.inventory = collect_inventory(self.root)
+        macs = [nic["mac"] for nic in self.inventory.get("nics", []) if nic.get("mac")]
+        while not self.stop.is_set():
+            try:
+                answer = call(f"{self.api_url}/v1/agent/lookup",
+                              {"macs": macs, "inventory": self.inventory,
+                               "agent_version": AGENT_VERSION})
+                self.node, self.token = answer["node"], answer["token"]
+                self.interval = float(answer.get("heartbeat_interval_s", 2.0))
+                log.info("looked up as %s", self.node)
+                return
+            except (ApiError, OSError) as exc:
+                log.warning("lookup failed (%s); retrying", exc)
+                self.stop.wait(self.lookup_retry_s)
+
+    def _commands(self) -> dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]]:
+        def device(args: dict[str, Any]) -> Path:
+            if args.get("device"):
+                return self.root.resolve(str(args["device"]).lstrip("/"))
+            return default_device(self.root, self.inventory)
+
+        return {
+            "write_image": lambda a, p: write_image(
+                a["url"], device(a), a["sha256"], a.get("size_bytes"), p,
+                disk_format=a.get("disk_format", "raw")),
+            "wipe": lambda a, p: wipe(device(a), a.get("mode", "metadata"), p),
+            "burn_in": lambda a, p: run_burn_in(self.root, device(a),
+                                                float(a.get("seconds", 10)), progress=p),
+        }
+
+    def _run(self, command: dict[str, Any]) -> None:
+        def progress(percent: int, step: str) -> None:
+            self.status.update(percent=percent, step=step)
+
+        try:
+            handler = self._commands().get(command["name"])
+            if handler is None:
+                raise MetalfleetError(f"this agent does not know the command {command['name']}")
+            result = handler(command["args"], progress)
+            self.status.update(status="done", percent=100, result=result)
+        except (MetalfleetError, OSError, KeyError, ValueError) as exc:
+            detail = getattr(exc, "detail", None) or str(exc)
+            self.status.update(status="failed", error=detail)
+
+    def heartbeat_once(self) -> None:
+        answer = call(f"{self.api_url}/v1/agent/heartbeat/{self.node}", self.status,
+                      headers={"X-Agent-Token": self.token})
+        command = answer.get("command")
+        busy = self.worker is not None and self.worker.is_alive()
+        if command and not busy:
+            self.status = {"command_id": command["id"], "status": "running", "percent": 0,
+                           "step": f"starting {command['name']}"}
+            self.worker = threading.Thread(target=self._run, args=(command,), daemon=True)
+            self.worker.start()
+
+    def serve(self) -> None:
+        """Look up, then heartbeat until stopped; look up again if the token goes stale."""
+        self.lookup()
+        while not self.stop.is_set():
+            try:
+                self.heartbeat_once()
+            except ApiError as exc:
+                if exc.status == 401:
+                    self.lookup()
+                    continue
+                log.warning("heartbeat refused: %s", exc)
+            except OSError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            self.stop.wait(self.interval)

@@ -1,0 +1,33 @@
+"""The agent's side channel: one row per node whose ramdisk agent is (or was) talking to us."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from metalfleet.db.base import Base, utcnow
+
+
+class AgentSession(Base):
+    """A booted agent: its per-boot token (hashed), last heartbeat and current command.
+
+    The conductor running a node's flow puts a command here; the agent picks it up with its
+    next heartbeat, reports progress and the result the same way. Agents pull, so they work
+    from behind NAT and any API process can serve them.
+    """
+
+    __tablename__ = "agent_sessions"
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64), default=None)
+    booted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    inventory: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {"id", "name", "args", "status": pending|running|done|failed, "percent", "step",
+    #  "result", "error"}; empty when the agent has nothing to do.
+    command: Mapped[dict[str, Any]] = mapped_column(default=dict)
