@@ -1,0 +1,214 @@
+"""What the dashboard pages show, read from the database. Reads only: actions go through the
+same service functions as the API (see web/actions.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from metalfleet.core.states import WORK_STATES, Health, NodeState
+from metalfleet.db import models as m
+from metalfleet.db.base import utcnow
+from metalfleet.inventory import nodes
+from metalfleet.inventory import schemas as s
+from metalfleet.inventory.tokens import Principal
+
+WORK_STATE_VALUES = frozenset(state.value for state in WORK_STATES)
+SORT_KEYS = ("name", "state", "class", "rack", "health", "tenant", "power", "changed")
+
+
+def _member_tenant(caller: Principal) -> str | None:
+    return caller.tenant_id if caller.role is s.Role.MEMBER else None
+
+
+def _visible(statement: Select[Any], caller: Principal, **filters: Any) -> Select[Any]:
+    """The API's rule, through the API's filter: a member sees only its tenant's nodes."""
+    if caller.role is s.Role.MEMBER and caller.tenant_id is None:
+        return statement.where(m.Node.id.is_(None))
+    return nodes.node_filters(statement, tenant_id=_member_tenant(caller), **filters)
+
+
+def visible_nodes(session: Session, caller: Principal, *, text: str = "",
+                  **filters: Any) -> list[m.Node]:
+    statement = _visible(select(m.Node), caller, **{k: v for k, v in filters.items() if v})
+    if text:
+        pattern = f"%{text}%"
+        statement = statement.where(or_(
+            m.Node.name.ilike(pattern), m.Node.state.ilike(pattern),
+            m.Node.last_error.ilike(pattern), m.Node.maintenance_reason.ilike(pattern),
+        ))
+    return list(session.scalars(statement.order_by(m.Node.name)).unique())
+
+
+def _sort_value(node: m.Node, key: str) -> Any:
+    values: dict[str, Any] = {
+        "state": node.state,
+        "class": node.node_class.name if node.node_class else "",
+        "rack": (node.rack.name if node.rack else "", node.u_position or 0),
+        "health": node.health,
+        "tenant": node.tenant.name if node.tenant else "",
+        "power": node.power_state,
+        "changed": node.state_changed_at.isoformat() if node.state_changed_at else "",
+    }
+    return values.get(key, node.name)
+
+
+def sort_nodes(rows: list[m.Node], key: str) -> list[m.Node]:
+    """``key`` is one of SORT_KEYS, optionally prefixed with '-' for descending."""
+    descending = key.startswith("-")
+    name = key.removeprefix("-")
+    if name not in SORT_KEYS:
+        name = "name"
+    by_name = sorted(rows, key=lambda node: node.name)
+    if name == "name":
+        return by_name[::-1] if descending else by_name
+    # sorted() is stable, also in reverse: equal values stay in name order.
+    return sorted(by_name, key=lambda node: _sort_value(node, name), reverse=descending)
+
+
+def is_allocated(node: m.Node) -> bool:
+    return node.tenant_id is not None or node.state == NodeState.ACTIVE.value
+
+
+def is_free(node: m.Node) -> bool:
+    return (node.state == NodeState.AVAILABLE.value and not is_allocated(node)
+            and not node.maintenance and not node.retired)
+
+
+def gpu_count(node: m.Node) -> int:
+    gpus = (node.inventory or {}).get("gpus")
+    if isinstance(gpus, list) and gpus:
+        return len(gpus)
+    return node.node_class.gpu_count if node.node_class else 0
+
+
+@dataclass
+class Overview:
+    total: int = 0
+    by_state: list[tuple[str, int]] = field(default_factory=list)
+    by_health: list[tuple[str, int]] = field(default_factory=list)
+    by_class: list[tuple[str, int]] = field(default_factory=list)
+    allocated: int = 0
+    free: int = 0
+    unready: int = 0
+    gpus_allocated: int = 0
+    gpus_free: int = 0
+    maintenance: int = 0
+    busy: int = 0
+    failures: list[m.Event] = field(default_factory=list)
+
+
+def overview(session: Session, caller: Principal) -> Overview:
+    rows = visible_nodes(session, caller)
+    result = Overview(total=len(rows))
+    order = {state.value: i for i, state in enumerate(NodeState)}
+    states = Counter(node.state for node in rows)
+    result.by_state = sorted(states.items(), key=lambda item: order.get(item[0], 99))
+    result.by_health = sorted(Counter(node.health for node in rows).items())
+    result.by_class = sorted(Counter(
+        node.node_class.name if node.node_class else "(none)" for node in rows).items())
+    for node in rows:
+        if is_allocated(node):
+            result.allocated += 1
+            result.gpus_allocated += gpu_count(node)
+        elif is_free(node):
+            result.free += 1
+            result.gpus_free += gpu_count(node)
+        else:
+            result.unready += 1
+        result.maintenance += node.maintenance
+        result.busy += node.state in WORK_STATE_VALUES
+    result.failures = recent_failures(session, caller, [node.name for node in rows])
+    return result
+
+
+def recent_failures(session: Session, caller: Principal, names: list[str],
+                    days: int = 7, limit: int = 20) -> list[m.Event]:
+    statement = select(m.Event).where(
+        m.Event.time >= utcnow() - timedelta(days=days),
+        or_(m.Event.kind == "error", m.Event.to_state.like("%-failed")),
+    )
+    if caller.role is s.Role.MEMBER:
+        statement = statement.where(m.Event.node_name.in_(names))
+    return list(session.scalars(statement.order_by(m.Event.id.desc()).limit(limit)))
+
+
+@dataclass
+class RackSlot:
+    """Something drawn in a rack: a node or a switch, from ``top`` U down ``size`` units."""
+
+    kind: str
+    name: str
+    top: int
+    size: int
+    node: m.Node | None = None
+    detail: str = ""
+
+
+@dataclass
+class RackView:
+    rack: m.Rack
+    slots: list[RackSlot]
+    unplaced: list[m.Node]
+
+
+def racks(session: Session, caller: Principal) -> list[RackView]:
+    rows = visible_nodes(session, caller)
+    switches = list(session.scalars(select(m.Switch).where(m.Switch.rack_id.is_not(None))))
+    views = []
+    for rack in session.scalars(select(m.Rack).order_by(m.Rack.name)):
+        mine = [node for node in rows if node.rack_id == rack.id]
+        if caller.role is s.Role.MEMBER and not mine:
+            continue
+        slots = [RackSlot("node", node.name, node.u_position + node.u_size - 1, node.u_size,
+                          node) for node in mine if node.u_position is not None]
+        slots += [RackSlot("switch", sw.name, sw.u_position, 1, detail=f"{sw.fabric} {sw.role}")
+                  for sw in switches if sw.rack_id == rack.id and sw.u_position is not None]
+        views.append(RackView(rack, sorted(slots, key=lambda slot: -slot.top),
+                              [node for node in mine if node.u_position is None]))
+    return views
+
+
+def node_events(session: Session, name: str, limit: int = 60) -> list[m.Event]:
+    """The node's latest events, newest first."""
+    return list(session.scalars(select(m.Event).where(m.Event.node_name == name)
+                                .order_by(m.Event.id.desc()).limit(limit)))
+
+
+def tenants(session: Session, caller: Principal) -> list[tuple[m.Tenant, list[m.Node]]]:
+    statement = select(m.Tenant).order_by(m.Tenant.name)
+    if caller.role is s.Role.MEMBER:
+        statement = statement.where(m.Tenant.id == caller.tenant_id)
+    rows = visible_nodes(session, caller)
+    return [(tenant, [node for node in rows if node.tenant_id == tenant.id])
+            for tenant in session.scalars(statement)]
+
+
+def images(session: Session) -> list[m.Image]:
+    return list(session.scalars(select(m.Image).order_by(m.Image.name)))
+
+
+def choices_for_enrolment(session: Session) -> dict[str, list[str]]:
+    return {
+        "rack": list(session.scalars(select(m.Rack.name).order_by(m.Rack.name))),
+        "node_class": list(session.scalars(select(m.NodeClass.name).order_by(m.NodeClass.name))),
+        "tenant": tenant_names(session),
+    }
+
+
+def tenant_names(session: Session) -> list[str]:
+    return list(session.scalars(select(m.Tenant.name).order_by(m.Tenant.name)))
+
+
+def filter_choices(session: Session) -> dict[str, list[str]]:
+    return {
+        "state": [state.value for state in NodeState],
+        "class": list(session.scalars(select(m.NodeClass.name).order_by(m.NodeClass.name))),
+        "rack": list(session.scalars(select(m.Rack.name).order_by(m.Rack.name))),
+        "health": [health.value for health in Health],
+    }
