@@ -187,7 +187,7 @@ def _add_python(tree: Path, python: Path, source_root: Path) -> list[str]:
     return sorted(modules)
 
 
-def _add_kernel_modules(tree: Path, kernel_version: str, modules_dir: Path) -> None:
+def add_kernel_modules(tree: Path, kernel_version: str, modules_dir: Path) -> None:
     destination = tree / "lib/modules"
     destination.mkdir(parents=True, exist_ok=True)
     base = modules_dir / kernel_version / "kernel"
@@ -229,7 +229,7 @@ def build_ramdisk(
         script.write_text(UDHCPC_SCRIPT)
         script.chmod(0o755)
         modules = _add_python(tree, python, source_root)
-        _add_kernel_modules(tree, kernel_version, modules_dir)
+        add_kernel_modules(tree, kernel_version, modules_dir)
         initrd = out_dir / "metalfleet-ramdisk.initrd"
         with gzip.open(initrd, "wb", compresslevel=9) as out:
             files = write_newc(tree, out)  # type: ignore[arg-type]

@@ -99,6 +99,9 @@ def version() -> None:
 
 app.add_typer(nodes.app, name="node")
 app.add_typer(clusters.app, name="cluster")
+ansible = typer.Typer(help="Ansible: the dynamic inventory of the fleet.", no_args_is_help=True)
+ansible.command("inventory")(clusters.ansible_inventory)
+app.add_typer(ansible, name="ansible")
 groups = resources.register(app)
 
 
