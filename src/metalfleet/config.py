@@ -22,6 +22,8 @@ class Settings:
     # A conductor whose heartbeat is older than this is dead; its nodes are taken over.
     conductor_dead_after_s: float = 30.0
     poll_interval_s: float = 1.0
+    # A node agent silent for this long fails its step (deploy, clean, ...).
+    agent_heartbeat_timeout_s: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:

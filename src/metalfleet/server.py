@@ -85,6 +85,7 @@ def make_conductor(context: AppContext) -> Conductor:
         context.db, context.cipher, name=settings.conductor_name,
         workers=settings.conductor_workers, poll_interval_s=settings.poll_interval_s,
         dead_after_s=settings.conductor_dead_after_s,
+        agent_heartbeat_timeout_s=settings.agent_heartbeat_timeout_s,
     )
     context.wake_conductor = conductor.wake
     return conductor

@@ -19,10 +19,12 @@ BIN = Path(sys.executable).parent
 
 
 class Lab:
-    def __init__(self, data_dir: Path, db_url: str, size: int = 8) -> None:
+    def __init__(self, data_dir: Path, db_url: str, size: int = 8,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.db_url = db_url
         self.size = size
+        self.extra_args = extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -32,7 +34,8 @@ class Lab:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(BIN / "metalfleet"), "up", "--lab", str(self.size), "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), "--database-url", self.db_url],
+                 "--data-dir", str(self.data_dir), "--database-url", self.db_url,
+                 *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60

@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from metalfleet import __version__
 from metalfleet.api import problems
 from metalfleet.api.deps import AppContext
-from metalfleet.api.routes import agent, boot, clusters, fleet, misc, nodes, resources
+from metalfleet.api.routes import agent, boot, clusters, fleet, misc, nocloud, nodes, resources
 from metalfleet.web import routes as web
 
 
@@ -26,6 +26,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(nodes.router)
     app.include_router(agent.router)
     app.include_router(boot.router)
+    app.include_router(nocloud.router)
     app.include_router(fleet.router)
     app.include_router(clusters.router)
     for router in resources.all_routers():

@@ -29,7 +29,8 @@ VIRTIO_MODULES = [
 ]
 # What the agent imports, directly or lazily inside functions.
 AGENT_IMPORTS = [
-    "metalfleet.agent.main", "metalfleet.agent.boot", "metalfleet.agent.disk",
+    "metalfleet.agent.main", "metalfleet.agent.boot", "metalfleet.agent.daemon",
+    "metalfleet.agent.disk",
     "metalfleet.agent.inventory", "metalfleet.agent.burnin", "metalfleet.agent.hardware_root",
     "json", "urllib.request", "http.client", "hashlib", "ctypes", "fcntl", "struct",
     "argparse", "threading", "random", "secrets", "encodings.idna", "encodings.latin_1",

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from metalfleet import __version__
-from metalfleet.cli import admin, clusters, nodes, resources
+from metalfleet.cli import admin, clusters, lab, nodes, resources
 from metalfleet.cli.common import GLOBALS, DataDirOpt, TokenOpt, UrlOpt
 from metalfleet.cli.output import console
 from metalfleet.config import DEFAULT_DATA_DIR, Settings
@@ -37,9 +37,13 @@ DatabaseUrl = Annotated[str | None, typer.Option(
 
 
 def _settings(data_dir: Path, database_url: str | None, host: str, port: int,
-              workers: int) -> Settings:
+              workers: int, agent_timeout: float = 30.0) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url, host=host, port=port,
-                    conductor_workers=workers)
+                    conductor_workers=workers, agent_heartbeat_timeout_s=agent_timeout)
+
+
+AgentTimeout = Annotated[float, typer.Option(
+    "--agent-timeout", help="seconds of agent silence that fail a deploy or clean")]
 
 
 def _logging(verbose: bool) -> None:
@@ -57,13 +61,14 @@ def up(
     database_url: DatabaseUrl = None,
     conductor: Annotated[bool, typer.Option(help="run a conductor in this process")] = True,
     workers: Annotated[int, typer.Option(help="conductor worker threads")] = 8,
+    agent_timeout: AgentTimeout = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the API, a conductor and the web root in one process (SQLite by default)."""
     from metalfleet.server import bootstrap, serve
 
     _logging(verbose)
-    settings = _settings(data_dir, database_url, host, port, workers)
+    settings = _settings(data_dir, database_url, host, port, workers, agent_timeout)
     context = bootstrap(settings)
     extra = []
     if lab:
@@ -81,13 +86,14 @@ def run_conductor(
     data_dir: ServeDataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option(help="conductor worker threads")] = 8,
+    agent_timeout: AgentTimeout = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run only a conductor (scale out: several of these beside API processes on PostgreSQL)."""
     from metalfleet.server import serve
 
     _logging(verbose)
-    settings = _settings(data_dir, database_url, "127.0.0.1", 0, workers)
+    settings = _settings(data_dir, database_url, "127.0.0.1", 0, workers, agent_timeout)
     asyncio.run(serve(settings, api=False, conductor=True))
 
 
@@ -102,6 +108,7 @@ app.add_typer(clusters.app, name="cluster")
 ansible = typer.Typer(help="Ansible: the dynamic inventory of the fleet.", no_args_is_help=True)
 ansible.command("inventory")(clusters.ansible_inventory)
 app.add_typer(ansible, name="ansible")
+app.add_typer(lab.app, name="lab")
 groups = resources.register(app)
 
 

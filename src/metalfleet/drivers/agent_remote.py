@@ -78,3 +78,17 @@ class AgentRemoteClean(CleanInterface):
         mode = str(node.driver_info.get("clean_mode", "metadata"))
         return _booted(node).run("wipe", {**_device(node), "mode": mode},
                                  timeout=WRITE_TIMEOUT_S, progress=_relay(node, 20, 90))
+
+
+class ChooseInspect(InspectInterface):
+    """Out-of-band inspection by default; in-band through the agent where the node asks for
+    it with driver_info {"inspect_interface": "agent"} (disk sizes, PCI, IB ports, links)."""
+
+    def __init__(self, out_of_band: InspectInterface) -> None:
+        self.out_of_band = out_of_band
+        self.in_band = AgentRemoteInspect()
+
+    def inspect(self, node: NodeContext) -> dict[str, Any]:
+        if node.driver_info.get("inspect_interface") == "agent":
+            return self.in_band.inspect(node)
+        return self.out_of_band.inspect(node)
