@@ -21,8 +21,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from metalfleet.conductor import reservation
+from metalfleet.conductor.agent_channel import DbAgentChannel
 from metalfleet.conductor.context import node_context
 from metalfleet.conductor.flows import FLOWS, power_to, wait_power
+from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.core.errors import DriverError, MetalfleetError
 from metalfleet.core.states import WORK_STATES, NodeState, PowerState
 from metalfleet.db import models as m
@@ -54,6 +56,7 @@ class Conductor:
         heartbeat_interval_s: float = 5.0,
         dead_after_s: float = 30.0,
         hardware_types: Callable[[str], HardwareType] = get_hardware_type,
+        agent_heartbeat_timeout_s: float = 30.0,
     ) -> None:
         self.db = db
         self.cipher = cipher
@@ -63,10 +66,14 @@ class Conductor:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.dead_after_s = dead_after_s
         self.hardware_types = hardware_types
+        self.agent_heartbeat_timeout_s = agent_heartbeat_timeout_s
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._last_heartbeat = 0.0
+        self.power_sync = PowerSync(db, cipher, conductor=self.name,
+                                    hardware_types=hardware_types, dead_after_s=dead_after_s)
+        self._power_sync_task: asyncio.Task[Any] | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -97,6 +104,7 @@ class Conductor:
             recovered = await asyncio.to_thread(self._recover)
             if recovered:
                 log.warning("recovered nodes of dead conductors: %s", ", ".join(recovered))
+        self._start_power_sync()
         free = self.workers - len(self._running)
         if free <= 0:
             return
@@ -118,6 +126,13 @@ class Conductor:
             reservation.unregister(session, self.name)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _start_power_sync(self) -> None:
+        """Start a power-sync sweep in a thread when one is due (see conductor/power_sync)."""
+        if self.power_sync.due() and (self._power_sync_task is None
+                                      or self._power_sync_task.done()):
+            self._power_sync_task = asyncio.create_task(
+                asyncio.to_thread(self.power_sync.run_once))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -192,6 +207,8 @@ class Conductor:
                 reservation.release(session, node_id, self.name)
                 return
             ctx = node_context(node, self.cipher, self._progress(node_id))
+            ctx.agent = DbAgentChannel(self.db, node_id, since=utcnow(),
+                                       heartbeat_timeout_s=self.agent_heartbeat_timeout_s)
             hardware_type = node.hardware_type
             events.record(session, node=node, kind="info", actor=self.name,
                           message=f"{state.value} started on conductor {self.name}")

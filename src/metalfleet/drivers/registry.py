@@ -2,7 +2,10 @@
 
 - ``lab``: Redfish out-of-band (the lab's emulated BMCs) and the real agent code running
   in-process against the node's synthetic hardware root.
-- ``redfish``: Redfish out-of-band; in-band work through the network-booted agent.
+- ``redfish``: Redfish out-of-band, inspection included (the BMC's inventory); burn-in,
+  deploy and cleaning through the network-booted agent (drivers/agent_remote.py).
+- ``ipmi``: IPMI out-of-band (pyghmi): power, boot device, FRU, sensors, SEL; inspection and
+  the rest of the in-band work through the network-booted agent.
 - ``fake``: no hardware, for unit tests and benchmarks.
 """
 
@@ -29,16 +32,29 @@ def _lab() -> HardwareType:
 
 
 def _redfish() -> HardwareType:
-    from metalfleet.drivers import unsupported
+    from metalfleet.drivers import agent_remote
     from metalfleet.drivers.redfish.boot import RedfishBoot
+    from metalfleet.drivers.redfish.inventory import RedfishInspect
     from metalfleet.drivers.redfish.management import RedfishManagement
     from metalfleet.drivers.redfish.power import RedfishPower
 
     return HardwareType(
         name="redfish", power=RedfishPower(), boot=RedfishBoot(),
-        management=RedfishManagement(), inspect=unsupported.NoInBandInspect(),
-        burn_in=unsupported.NoInBandBurnIn(), deploy=unsupported.NoInBandDeploy(),
-        clean=unsupported.NoInBandClean(),
+        management=RedfishManagement(),
+        inspect=agent_remote.ChooseInspect(RedfishInspect()),
+        burn_in=agent_remote.AgentRemoteBurnIn(), deploy=agent_remote.AgentRemoteDeploy(),
+        clean=agent_remote.AgentRemoteClean(),
+    )
+
+
+def _ipmi() -> HardwareType:
+    from metalfleet.drivers import agent_remote
+    from metalfleet.drivers.ipmi import IpmiBoot, IpmiManagement, IpmiPower
+
+    return HardwareType(
+        name="ipmi", power=IpmiPower(), boot=IpmiBoot(), management=IpmiManagement(),
+        inspect=agent_remote.AgentRemoteInspect(), burn_in=agent_remote.AgentRemoteBurnIn(),
+        deploy=agent_remote.AgentRemoteDeploy(), clean=agent_remote.AgentRemoteClean(),
     )
 
 
@@ -51,6 +67,7 @@ def _fake() -> HardwareType:
 FACTORIES: dict[str, Callable[[], HardwareType]] = {
     "lab": _lab,
     "redfish": _redfish,
+    "ipmi": _ipmi,
     "fake": _fake,
 }
 

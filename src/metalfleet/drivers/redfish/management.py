@@ -1,4 +1,5 @@
-"""BMC validation: connect, read the system, report what the BMC says of itself."""
+"""BMC validation (connect, read the system, report what the BMC says of itself), sensors
+and log entries."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 from metalfleet.drivers.base import ManagementInterface, NodeContext
 from metalfleet.drivers.redfish.client import RedfishClient, default_client
 from metalfleet.drivers.redfish.power import power_state_of
+from metalfleet.drivers.redfish.resources import sushy_fetch
+from metalfleet.drivers.redfish.telemetry import read_log_entries, read_sensors
 
 
 class RedfishManagement(ManagementInterface):
@@ -23,3 +26,13 @@ class RedfishManagement(ManagementInterface):
                 "power_state": power_state_of(system),
                 "uuid": system.uuid,
             }
+
+    def sensors(self, node: NodeContext) -> list[dict[str, Any]]:
+        with self._client.system(node, "read the sensors") as system:
+            fetch = sushy_fetch(system._conn)
+            return read_sensors(fetch, fetch(system.path))
+
+    def log_entries(self, node: NodeContext) -> list[dict[str, Any]]:
+        with self._client.system(node, "read the BMC logs") as system:
+            fetch = sushy_fetch(system._conn)
+            return read_log_entries(fetch, fetch(system.path))
