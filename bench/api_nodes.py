@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, text, update
 from metalfleet.api.app import create_app
 from metalfleet.config import Settings
 from metalfleet.db.models import Node
-from metalfleet.server import bootstrap
+from metalfleet.server import bootstrap, tune_gc
 
 STATES = ["available"] * 6 + ["active"] * 3 + ["enrolled", "manageable", "clean-failed"]
 CLASSES = ["gpu-h100-8x", "gpu-a100-8x", "cpu-epyc", "gpu-l40s-4x"]
@@ -47,6 +47,7 @@ def start_server(url: str, data_dir: Path) -> tuple[uvicorn.Server, str, str]:
     token = (data_dir / "admin.token").read_text().strip()
     server = uvicorn.Server(uvicorn.Config(create_app(context), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
+    tune_gc()  # as `metalfleet up` does before serving
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)

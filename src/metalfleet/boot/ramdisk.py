@@ -35,7 +35,9 @@ AGENT_IMPORTS = [
     "json", "urllib.request", "http.client", "hashlib", "ctypes", "fcntl", "struct",
     "argparse", "threading", "random", "secrets", "encodings.idna", "encodings.latin_1",
 ]
-INIT = """#!/bin/busybox sh
+# Mount the kernel file systems, load the virtio drivers, DHCP on the first NIC that answers.
+# Shared by the deploy ramdisk and the vm-tiny image (lab/vm/tiny_image.py).
+BOOT_PRELUDE = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mkdir -p /proc /sys /dev /tmp /run
 mount -t proc proc /proc
@@ -51,7 +53,8 @@ for dev in /sys/class/net/*; do
   ip link set "$name" up
   udhcpc -i "$name" -s /etc/udhcpc.script -q -n -t 10 >/dev/null 2>&1 && break
 done
-export PYTHONPATH=/opt/metalfleet PYTHONDONTWRITEBYTECODE=1 PYTHONHOME=/usr
+"""
+INIT = BOOT_PRELUDE + """export PYTHONPATH=/opt/metalfleet PYTHONDONTWRITEBYTECODE=1 PYTHONHOME=/usr
 python3 -S -m metalfleet.agent.main boot
 after=$(sed -n 's/.*metalfleet.after=\\([a-z]*\\).*/\\1/p' /proc/cmdline)
 case "$after" in

@@ -7,6 +7,7 @@ marked ``data-live``); actions post forms that go through the API's node action.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
 from metalfleet import __version__
 from metalfleet.api.deps import WRITE, Context
@@ -93,22 +95,25 @@ def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/")
-def overview(request: Request, context: Context) -> Response:
+def page(request: Request, context: Context, template: str,
+         **build: Callable[[Session, Principal], Any]) -> Response:
+    """A read-only page: the caller must be logged in; each value is built in one session."""
     caller = auth.caller_or_none(request, context)
     if caller is None:
         return auth.to_login(request)
     with context.db.session() as session:
-        return render(request, "overview.html", caller, data=views.overview(session, caller))
+        values = {name: make(session, caller) for name, make in build.items()}
+        return render(request, template, caller, **values)
+
+
+@router.get("/")
+def overview(request: Request, context: Context) -> Response:
+    return page(request, context, "overview.html", data=views.overview)
 
 
 @router.get("/ui/racks")
 def racks(request: Request, context: Context) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    with context.db.session() as session:
-        return render(request, "racks.html", caller, racks=views.racks(session, caller))
+    return page(request, context, "racks.html", racks=views.racks)
 
 
 @router.get("/ui/nodes")
@@ -200,20 +205,13 @@ async def bulk_action(request: Request, context: Context) -> Response:
 
 @router.get("/ui/tenants")
 def tenants(request: Request, context: Context) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    with context.db.session() as session:
-        return render(request, "tenants.html", caller, tenants=views.tenants(session, caller))
+    return page(request, context, "tenants.html", tenants=views.tenants)
 
 
 @router.get("/ui/images")
 def images(request: Request, context: Context) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    with context.db.session() as session:
-        return render(request, "images.html", caller, images=views.images(session))
+    return page(request, context, "images.html",
+                images=lambda session, _caller: views.images(session))
 
 
 @router.post("/ui/nodes/{name}/tenant")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from metalfleet.boot.cpio import write_newc
 from metalfleet.boot.ramdisk import (
+    BOOT_PRELUDE,
     UDHCPC_SCRIPT,
     VIRTIO_MODULES,
     RamdiskBuildError,
@@ -31,19 +32,7 @@ IMAGE_BYTES = 64 * 1024 * 1024
 PARTITION_START = 2048  # sectors
 MBR_CODE = Path("/usr/lib/syslinux/mbr/mbr.bin")
 
-TINY_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mkdir -p /proc /sys /dev /tmp
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-for module in {modules}; do
-  [ -f /lib/modules/$module.ko ] && insmod /lib/modules/$module.ko 2>/dev/null
-done
-ip link set lo up
-ip link set eth0 up
-udhcpc -i eth0 -s /etc/udhcpc.script -q -n -t 10 >/dev/null 2>&1
-seed=$(cat /sys/class/dmi/id/product_serial 2>/dev/null)
+TINY_INIT = BOOT_PRELUDE + """seed=$(cat /sys/class/dmi/id/product_serial 2>/dev/null)
 url=${{seed##*;s=}}
 for attempt in 1 2 3 4 5 6 7 8 9 10; do
   wget -q -O /tmp/meta-data "${{url}}meta-data" && break
