@@ -180,7 +180,7 @@ class PowerSync:
 
     def sweep(self) -> SweepResult:
         started = time.monotonic()
-        targets = self._targets()
+        targets = self.targets()
         readings = self._read_all(targets)
         result = self._store(readings)
         result.nodes = len(targets)
@@ -200,7 +200,8 @@ class PowerSync:
             return 0, 1
         return live.index(self.conductor), len(live)
 
-    def _targets(self) -> list[SyncTarget]:
+    def targets(self) -> list[SyncTarget]:
+        """This conductor's share of the idle nodes, with their BMC credentials."""
         with self.db.session() as session:
             index, count = self._shard(session)
             rows = session.execute(

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from metalfleet.conductor import reservation
 from metalfleet.conductor.agent_channel import DbAgentChannel
+from metalfleet.conductor.bmc_logs import BmcLogSync
 from metalfleet.conductor.context import node_context
 from metalfleet.conductor.flows import FLOWS, power_to, wait_power
 from metalfleet.conductor.power_sync import PowerSync
@@ -74,6 +75,9 @@ class Conductor:
         self.power_sync = PowerSync(db, cipher, conductor=self.name,
                                     hardware_types=hardware_types, dead_after_s=dead_after_s)
         self._power_sync_task: asyncio.Task[Any] | None = None
+        self.bmc_logs = BmcLogSync(db, targets=self.power_sync.targets,
+                                   hardware_types=hardware_types, conductor=self.name)
+        self._bmc_log_task: asyncio.Task[Any] | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -105,6 +109,7 @@ class Conductor:
             if recovered:
                 log.warning("recovered nodes of dead conductors: %s", ", ".join(recovered))
         self._start_power_sync()
+        self._start_bmc_log_sync()
         free = self.workers - len(self._running)
         if free <= 0:
             return
@@ -133,6 +138,11 @@ class Conductor:
                                       or self._power_sync_task.done()):
             self._power_sync_task = asyncio.create_task(
                 asyncio.to_thread(self.power_sync.run_once))
+
+    def _start_bmc_log_sync(self) -> None:
+        """Start a BMC log sweep in a thread when one is due (see conductor/bmc_logs)."""
+        if self.bmc_logs.due() and (self._bmc_log_task is None or self._bmc_log_task.done()):
+            self._bmc_log_task = asyncio.create_task(asyncio.to_thread(self.bmc_logs.run_once))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

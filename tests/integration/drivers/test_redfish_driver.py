@@ -153,6 +153,19 @@ def test_boot_device_once_and_persistent(client: RedfishClient, node: NodeContex
     assert stored is not None and stored.boot_enabled == "Continuous"
 
 
+def test_boot_mode_from_driver_info(client: RedfishClient, node: NodeContext,
+                                    emulator: LabBmcEmulator, system: LabSystem) -> None:
+    boot = RedfishBoot(client)
+    for wanted, redfish_mode in (("bios", "Legacy"), ("uefi", "UEFI")):
+        node.driver_info["boot_mode"] = wanted
+        boot.set_boot_device(node, "pxe")
+        stored = emulator.get(system.id)
+        assert stored is not None and stored.boot_mode == redfish_mode
+    node.driver_info["boot_mode"] = "coreboot"
+    with pytest.raises(DriverError, match="not uefi or bios"):
+        boot.set_boot_device(node, "pxe")
+
+
 def test_unknown_boot_device_is_refused(client: RedfishClient, node: NodeContext) -> None:
     with pytest.raises(DriverError) as caught:
         RedfishBoot(client).set_boot_device(node, "floppy")

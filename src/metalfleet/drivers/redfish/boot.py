@@ -15,6 +15,23 @@ BOOT_DEVICES: dict[str, sushy.BootSource] = {
     "cd": sushy.BootSource.CD,
 }
 _DEVICE_OF = {source: device for device, source in BOOT_DEVICES.items()}
+BOOT_MODES: dict[str, sushy.BootSourceOverrideMode] = {
+    "uefi": sushy.BootSourceOverrideMode.UEFI,
+    "bios": sushy.BootSourceOverrideMode.LEGACY,
+    "legacy": sushy.BootSourceOverrideMode.LEGACY,
+}
+
+
+def boot_mode(node: NodeContext) -> sushy.BootSourceOverrideMode | None:
+    """The firmware mode the node boots in, from driver_info.boot_mode (uefi or bios)."""
+    wanted = node.driver_info.get("boot_mode")
+    if wanted is None:
+        return None  # leave the BMC's mode as it is
+    mode = BOOT_MODES.get(str(wanted).lower())
+    if mode is None:
+        raise DriverError(f"driver_info.boot_mode {wanted!r} is not uefi or bios.",
+                          kind="invalid_request")
+    return mode
 
 
 class RedfishBoot(BootInterface):
@@ -34,7 +51,8 @@ class RedfishBoot(BootInterface):
                 offered = ", ".join(sorted(value.value for value in allowed)) or "none"
                 raise DriverError(f"The BMC cannot boot from {device} ({source.value}); "
                                   f"it offers: {offered}.", kind="unsupported")
-            system.set_system_boot_options(target=source, enabled=enabled)
+            system.set_system_boot_options(target=source, enabled=enabled,
+                                           mode=boot_mode(node))
 
     def get_boot_device(self, node: NodeContext) -> str | None:
         """The override for the next boot: 'pxe', 'disk', 'http', 'cd' (or the Redfish name
