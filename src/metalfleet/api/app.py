@@ -8,7 +8,18 @@ from fastapi.staticfiles import StaticFiles
 from metalfleet import __version__
 from metalfleet.api import problems
 from metalfleet.api.deps import AppContext
-from metalfleet.api.routes import agent, boot, clusters, fleet, misc, nocloud, nodes, resources
+from metalfleet.api.routes import (
+    agent,
+    boot,
+    clusters,
+    fleet,
+    images,
+    misc,
+    nocloud,
+    nodes,
+    observability,
+    resources,
+)
 from metalfleet.web import routes as web
 
 
@@ -29,6 +40,8 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(nocloud.router)
     app.include_router(fleet.router)
     app.include_router(clusters.router)
+    app.include_router(observability.router)
+    app.include_router(images.router)  # before the generic /v1/images routes
     for router in resources.all_routers():
         app.include_router(router)
     images_dir = context.settings.data_dir / "images"

@@ -1,0 +1,84 @@
+"""Alert intake: Alertmanager's webhook payload (version 4) becomes node events.
+
+Each alert whose labels name a node (label ``node``, as the exported rules and the service
+discovery labels guarantee) is recorded as a node event of kind ``alert`` with its status
+(firing or resolved), alertname, severity and summary. Alerts for nodes metalfleet does not know
+are counted and dropped; alerts without a ``node`` label are counted as unlabelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from metalfleet.db import models as m
+from metalfleet.inventory import events
+
+ACTOR = "alertmanager"
+
+
+class WebhookAlert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str = "firing"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str | None = None
+    endsAt: str | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = None
+
+
+class WebhookPayload(BaseModel):
+    """https://prometheus.io/docs/alerting/latest/configuration/#webhook_config"""
+
+    model_config = ConfigDict(extra="allow")
+    version: str = "4"
+    status: str = "firing"
+    receiver: str = ""
+    groupKey: str = ""
+    alerts: list[WebhookAlert] = Field(default_factory=list)
+
+
+class WebhookResult(BaseModel):
+    received: int
+    recorded: int
+    unknown_nodes: int
+    unlabelled: int
+    unknown_node_names: list[str]
+
+
+def ingest(session: Session, payload: WebhookPayload) -> WebhookResult:
+    names = {a.labels["node"] for a in payload.alerts if a.labels.get("node")}
+    nodes = {n.name: n for n in session.scalars(select(m.Node).where(m.Node.name.in_(names)))}
+    recorded = unknown = unlabelled = 0
+    unknown_names: set[str] = set()
+    for alert in payload.alerts:
+        name = alert.labels.get("node")
+        if not name:
+            unlabelled += 1
+            continue
+        node = nodes.get(name)
+        if node is None:
+            unknown += 1
+            unknown_names.add(name)
+            continue
+        alertname = alert.labels.get("alertname", "")
+        severity = alert.labels.get("severity", "")
+        summary = alert.annotations.get("summary", "")
+        status = "resolved" if alert.status == "resolved" else "firing"
+        data: dict[str, Any] = {
+            "status": status, "alertname": alertname, "severity": severity,
+            "summary": summary, "labels": alert.labels, "fingerprint": alert.fingerprint,
+            "starts_at": alert.startsAt, "ends_at": alert.endsAt,
+            "receiver": payload.receiver,
+        }
+        message = f"alert {alertname} {status}" + (f" ({severity})" if severity else "")
+        if summary:
+            message += f": {summary}"
+        events.record(session, node=node, kind="alert", actor=ACTOR, message=message, data=data)
+        recorded += 1
+    return WebhookResult(received=len(payload.alerts), recorded=recorded, unknown_nodes=unknown,
+                         unlabelled=unlabelled, unknown_node_names=sorted(unknown_names))
