@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 
 from metalfleet import __version__
-from metalfleet.cli import admin, clusters, images, lab, nodes, observability, resources
+from metalfleet.cli import (
+    admin,
+    boot,
+    clusters,
+    images,
+    lab,
+    nodes,
+    observability,
+    resources,
+)
 from metalfleet.cli.common import GLOBALS, DataDirOpt, TokenOpt, UrlOpt
 from metalfleet.cli.output import console
 from metalfleet.config import DEFAULT_DATA_DIR, Settings
@@ -109,6 +118,7 @@ ansible = typer.Typer(help="Ansible: the dynamic inventory of the fleet.", no_ar
 ansible.command("inventory")(clusters.ansible_inventory)
 app.add_typer(ansible, name="ansible")
 app.add_typer(lab.app, name="lab")
+app.add_typer(boot.app, name="boot")
 app.add_typer(observability.app, name="observability")
 groups = resources.register(app)
 images.add_commands(groups["image"])
