@@ -58,6 +58,16 @@ def forbidden() -> HTMLResponse:
                         status_code=403)
 
 
+def posting_caller(request: Request, context: Context) -> Principal | Response:
+    """The caller of a POST from our own pages; else the login page, or 403 cross-origin."""
+    caller = auth.caller_or_none(request, context)
+    if caller is None:
+        return auth.to_login(request)
+    if not auth.same_origin(request):
+        return forbidden()
+    return caller
+
+
 @router.get("/ui/static/{filename}")
 def static(filename: str) -> Response:
     if not STATIC_NAME.match(filename) or not (STATIC / filename).is_file():
@@ -164,11 +174,9 @@ def _confirm(request: Request, caller: Principal, action: str, names: list[str],
 
 @router.post("/ui/nodes/{name}/actions/{action}")
 async def node_action(request: Request, context: Context, name: str, action: str) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    if not auth.same_origin(request):
-        return forbidden()
+    caller = posting_caller(request, context)
+    if isinstance(caller, Response):
+        return caller
     values = await auth.form(request)
     target = auth.first(values, "next", f"/ui/nodes/{quote(name)}")
     if auth.first(values, "confirmed") != "1":
@@ -182,11 +190,9 @@ async def node_action(request: Request, context: Context, name: str, action: str
 
 @router.post("/ui/bulk")
 async def bulk_action(request: Request, context: Context) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    if not auth.same_origin(request):
-        return forbidden()
+    caller = posting_caller(request, context)
+    if isinstance(caller, Response):
+        return caller
     values = await auth.form(request)
     action = auth.first(values, "action")
     names = values.get("node", [])
@@ -216,11 +222,9 @@ def images(request: Request, context: Context) -> Response:
 
 @router.post("/ui/nodes/{name}/tenant")
 async def node_tenant(request: Request, context: Context, name: str) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    if not auth.same_origin(request):
-        return forbidden()
+    caller = posting_caller(request, context)
+    if isinstance(caller, Response):
+        return caller
     values = await auth.form(request)
     tenant = auth.first(values, "tenant")
     if auth.first(values, "confirmed") != "1":
@@ -244,11 +248,9 @@ def enroll_page(request: Request, context: Context) -> Response:
 
 @router.post("/ui/enroll")
 async def enroll(request: Request, context: Context) -> Response:
-    caller = auth.caller_or_none(request, context)
-    if caller is None:
-        return auth.to_login(request)
-    if not auth.same_origin(request):
-        return forbidden()
+    caller = posting_caller(request, context)
+    if isinstance(caller, Response):
+        return caller
     values = {key: items[0] for key, items in (await auth.form(request)).items() if items}
     outcome = actions.enroll(context, caller, values)
     if outcome.ok:
