@@ -155,6 +155,7 @@ for _action, _doc in (
     ("provide", "Burn in and make available (inspected -> available)."),
     ("undeploy", "Tear down and clean (active -> cleaning -> available)."),
     ("clean", "Wipe the disks again (clean-failed -> available)."),
+    ("validate", "Re-run the class's acceptance tests (available -> burning-in -> available)."),
 ):
     _lifecycle(_action, _doc)
 

@@ -39,6 +39,7 @@ class Action(StrEnum):
     DEPLOY = "deploy"
     UNDEPLOY = "undeploy"
     CLEAN = "clean"
+    VALIDATE = "validate"  # re-run the class's acceptance plan on an idle node
 
 
 class PowerState(StrEnum):
@@ -71,6 +72,8 @@ TRANSITIONS: dict[tuple[NodeState, Action], NodeState] = {
     (S.DEPLOY_FAILED, Action.UNDEPLOY): S.RELEASING,
     (S.CLEAN_FAILED, Action.CLEAN): S.CLEANING,
     (S.MANAGEABLE, Action.CLEAN): S.CLEANING,
+    (S.AVAILABLE, Action.VALIDATE): S.BURNING_IN,
+    (S.BURNIN_FAILED, Action.VALIDATE): S.BURNING_IN,
 }
 
 

@@ -247,6 +247,8 @@ class Cluster(IdMixin, Base):
     count: Mapped[int] = mapped_column(Integer)
     # {"same_leaf": bool, "spread_racks": bool, "labels": {key: value}}
     constraints: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # How to reach the cluster's scheduler: {"slurm": {"conf", "prefix"}, "kubernetes": {...}}
+    scheduler_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default="ready")
     tenant: Mapped[Tenant | None] = relationship(lazy="joined")
     node_class: Mapped[NodeClass] = relationship(lazy="joined")

@@ -21,12 +21,13 @@ from metalfleet.inventory.tokens import Principal
 LABELS = {
     "manage": "Manage (verify BMC)", "inspect": "Inspect", "provide": "Provide (burn-in)",
     "deploy": "Deploy", "undeploy": "Undeploy (release and clean)", "clean": "Clean",
+    "validate": "Validate (acceptance tests)",
     "maintenance-on": "Maintenance on", "maintenance-off": "Maintenance off",
     "power-on": "Power on", "power-off": "Power off", "reboot": "Reboot",
     "set-tenant": "Set tenant",
 }
 BULK_ACTIONS = ("maintenance-on", "maintenance-off", "power-on", "power-off", "reboot",
-                "deploy", "undeploy", "manage", "inspect", "provide", "clean")
+                "deploy", "undeploy", "manage", "inspect", "provide", "clean", "validate")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def test_illegal_actions_are_refused() -> None:
     assert plan_action(NodeState.ACTIVE, Action.DEPLOY) is None
     assert plan_action(NodeState.DEPLOYING, Action.UNDEPLOY) is None
     assert allowed_actions(NodeState.DEPLOYING) == []
-    assert allowed_actions(NodeState.AVAILABLE) == [Action.INSPECT, Action.DEPLOY]
+    assert allowed_actions(NodeState.AVAILABLE) == [Action.INSPECT, Action.DEPLOY, Action.VALIDATE]
 
 
 def test_every_failed_state_has_a_way_out() -> None:

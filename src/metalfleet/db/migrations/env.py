@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from metalfleet.db import agent_models, models  # noqa: F401  (registers every table)
+from metalfleet.db import agent_models, health_models, models  # noqa: F401  (every table)
 from metalfleet.db.base import Base
 
 config = context.config

@@ -1,0 +1,128 @@
+"""One interface to take a node out of its scheduler and give it back: drain and resume.
+
+The health engine, the API and the CLI call :func:`drain` and :func:`resume`; which scheduler
+the node is in follows from its cluster (``clusters.scheduler``), and how to reach it from the
+cluster's ``scheduler_config``:
+
+- ``{"slurm": {"conf": "/etc/slurm/slurm.conf", "prefix": ["ssh", "head"], "timeout_s": 15}}``
+  drains with ``scontrol update State=DRAIN Reason=...`` and resumes with ``State=RESUME``;
+- ``{"kubernetes": {"kubectl": ["kubectl", "--kubeconfig", "/etc/mf/admin.conf"]}}`` cordons and
+  drains with ``kubectl cordon`` / ``kubectl drain --ignore-daemonsets``, resumes with
+  ``kubectl uncordon``.
+
+A scheduler that cannot be reached never blocks the caller: the outcome says so, an event
+records it, and the health engine goes on (the node is in maintenance either way).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from metalfleet.core.errors import MetalfleetError
+from metalfleet.db import models as m
+from metalfleet.inventory import events
+from metalfleet.scheduling.slurm import control as slurm
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """What a drain or resume did: which scheduler, whether it worked, and the detail."""
+
+    scheduler: str
+    action: str  # drain | resume
+    ok: bool
+    detail: str
+
+
+def node_cluster(session: Session, node: m.Node) -> m.Cluster | None:
+    return session.scalar(
+        select(m.Cluster).join(m.ClusterNode, m.ClusterNode.cluster_id == m.Cluster.id)
+        .where(m.ClusterNode.node_id == node.id)
+    )
+
+
+def slurm_control(cluster: m.Cluster) -> slurm.SlurmControl | None:
+    conf: dict[str, Any] = (cluster.scheduler_config or {}).get("slurm") or {}
+    if not conf:
+        return None
+    return slurm.SlurmControl(
+        conf=Path(conf["conf"]) if conf.get("conf") else None,
+        prefix=tuple(conf.get("prefix") or ()),
+        timeout_s=float(conf.get("timeout_s", 15.0)),
+    )
+
+
+def _kubectl(cluster: m.Cluster, *args: str) -> None:
+    conf: dict[str, Any] = (cluster.scheduler_config or {}).get("kubernetes") or {}
+    command = [*(conf.get("kubectl") or ["kubectl"]), *args]
+    timeout = float(conf.get("timeout_s", 60.0))
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MetalfleetError(f"{' '.join(command)} failed: {exc}") from exc
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+        raise MetalfleetError(f"{' '.join(command)} failed: {why}")
+
+
+def _outcome(session: Session, node: m.Node, cluster: m.Cluster, action: str,
+             error: str | None, detail: str, actor: str) -> HookOutcome:
+    ok = error is None
+    message = (f"{action} in {cluster.scheduler} ({cluster.name}): {detail}" if ok
+               else f"{action} in {cluster.scheduler} ({cluster.name}) failed: {error}")
+    events.record(session, node=node, kind="scheduler", actor=actor, message=message,
+                  data={"scheduler": cluster.scheduler, "cluster": cluster.name,
+                        "action": action, "ok": ok})
+    return HookOutcome(cluster.scheduler, action, ok, detail if ok else str(error))
+
+
+def drain(session: Session, node: m.Node, reason: str, *, actor: str) -> HookOutcome | None:
+    """Stop new work on the node in its scheduler; None when it is in no scheduler's cluster."""
+    cluster = node_cluster(session, node)
+    if cluster is None or cluster.scheduler == "none":
+        return None
+    error: str | None = None
+    try:
+        if cluster.scheduler == "slurm":
+            control = slurm_control(cluster)
+            if control is None:
+                raise MetalfleetError(
+                    f"cluster {cluster.name} has no Slurm controller configured; set "
+                    "scheduler_config.slurm (conf, prefix) on the cluster")
+            control.run("scontrol", "update", f"NodeName={node.name}", "State=DRAIN",
+                        f"Reason={reason}")
+        elif cluster.scheduler == "kubernetes":
+            _kubectl(cluster, "cordon", node.name)
+            _kubectl(cluster, "drain", node.name, "--ignore-daemonsets",
+                     "--delete-emptydir-data", "--timeout=300s")
+    except MetalfleetError as exc:
+        error = exc.detail
+    return _outcome(session, node, cluster, "drain", error, reason, actor)
+
+
+def resume(session: Session, node: m.Node, *, actor: str) -> HookOutcome | None:
+    """Let the scheduler use the node again; None when it is in no scheduler's cluster."""
+    cluster = node_cluster(session, node)
+    if cluster is None or cluster.scheduler == "none":
+        return None
+    error: str | None = None
+    try:
+        if cluster.scheduler == "slurm":
+            control = slurm_control(cluster)
+            if control is None:
+                raise MetalfleetError(
+                    f"cluster {cluster.name} has no Slurm controller configured; set "
+                    "scheduler_config.slurm (conf, prefix) on the cluster")
+            control.run("scontrol", "update", f"NodeName={node.name}", "State=RESUME")
+        elif cluster.scheduler == "kubernetes":
+            _kubectl(cluster, "uncordon", node.name)
+    except MetalfleetError as exc:
+        error = exc.detail
+    return _outcome(session, node, cluster, "resume", error, "back in service", actor)
