@@ -67,14 +67,21 @@ def events(
     node: Annotated[str | None, typer.Option()] = None,
     kind: Annotated[str | None, typer.Option()] = None,
     since: Annotated[datetime | None, typer.Option()] = None,
+    until: Annotated[datetime | None, typer.Option()] = None,
     search: Annotated[str | None, typer.Option("--search", "-s")] = None,
+    newest: Annotated[bool, typer.Option("--newest", help="newest first")] = False,
     limit: int = 200,
     output: Output = Format.TABLE,
 ) -> None:
-    """Search the fleet's event log."""
+    """Search the fleet's event log: transitions, alerts, BMC log entries, health, agent steps.
+
+    --kind takes one kind or several separated by commas (alert,bmc-log,health).
+    """
     with api_errors():
         items = client().get("/v1/events", node=node, kind=kind, q=search, limit=limit,
-                             since=since.isoformat() if since else None)["items"]
+                             since=since.isoformat() if since else None,
+                             until=until.isoformat() if until else None,
+                             order="desc" if newest else "asc")["items"]
     render(items, output, ["time", "node", "kind", "actor", "from_state", "to_state", "message"])
 
 

@@ -43,24 +43,35 @@ def list_events(
     node_name: str | None = None,
     kind: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     text: str | None = None,
     after_id: int | None = None,
     limit: int = 100,
+    newest_first: bool = False,
 ) -> tuple[list[m.Event], str | None]:
-    """Events oldest first; ``next`` is the id to pass as ``after`` for the next page."""
+    """Events oldest first (or newest first); ``next`` is the id to pass as ``after``.
+
+    ``kind`` may list several kinds separated by commas (``alert,bmc-log,health``); ``text``
+    matches the message case-insensitively. With ``newest_first`` the cursor walks backwards.
+    """
     check_limit(limit)
     statement = select(m.Event)
     if node_name is not None:
         statement = statement.where(m.Event.node_name == node_name)
     if kind is not None:
-        statement = statement.where(m.Event.kind == kind)
+        kinds = [k.strip() for k in kind.split(",") if k.strip()]
+        statement = statement.where(m.Event.kind.in_(kinds))
     if since is not None:
         statement = statement.where(m.Event.time >= since)
+    if until is not None:
+        statement = statement.where(m.Event.time < until)
     if text:
         statement = statement.where(m.Event.message.ilike(f"%{text}%"))
     if after_id is not None:
-        statement = statement.where(m.Event.id > after_id)
-    rows = list(session.scalars(statement.order_by(m.Event.id).limit(limit + 1)))
+        before_or_after = m.Event.id < after_id if newest_first else m.Event.id > after_id
+        statement = statement.where(before_or_after)
+    order = m.Event.id.desc() if newest_first else m.Event.id
+    rows = list(session.scalars(statement.order_by(order).limit(limit + 1)))
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, str(rows[-1].id)

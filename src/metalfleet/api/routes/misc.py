@@ -90,8 +90,11 @@ def delete_token(session: DbSession, caller: Caller, name: str) -> Response:
             dependencies=[Depends(require(READ, "reading events"))])
 def list_events(
     session: DbSession, caller: Caller,
-    node: str | None = None, kind: str | None = None, since: datetime | None = None,
+    node: str | None = None,
+    kind: str | None = Query(None, description="one kind or several: alert,bmc-log,health"),
+    since: datetime | None = None, until: datetime | None = None,
     q: str | None = Query(None, description="text to search in messages"),
+    order: str = Query("asc", pattern="^(asc|desc)$", description="desc: newest first"),
     after: int | None = None, limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     if caller.role is s.Role.MEMBER:
@@ -99,7 +102,8 @@ def list_events(
             "tenant members read events per node: GET /v1/nodes/{name}/events"
         )
     items, next_cursor = events.list_events(
-        session, node_name=node, kind=kind, since=since, text=q, after_id=after, limit=limit
+        session, node_name=node, kind=kind, since=since, until=until, text=q, after_id=after,
+        limit=limit, newest_first=order == "desc",
     )
     return {"items": [s.EventOut.model_validate(e) for e in items], "next": next_cursor}
 
