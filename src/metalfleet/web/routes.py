@@ -157,6 +157,8 @@ def node_detail(request: Request, context: Context, name: str) -> Response:
         return render(request, "node.html", caller, node=node, can_write=can_write(caller),
                       tenant_names=views.tenant_names(session),
                       events=views.node_events(session, name), images=views.images(session),
+                      signals=views.active_signals(session, [name]),
+                      tickets=views.open_tickets(session, name),
                       offered=actions.offered(caller, node), labels=actions.LABELS,
                       working=node.state in views.WORK_STATE_VALUES)
 

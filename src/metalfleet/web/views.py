@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from metalfleet.core.states import WORK_STATES, Health, NodeState
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
+from metalfleet.db.health_models import HealthSignal, RepairTicket
 from metalfleet.inventory import nodes
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory.tokens import Principal
@@ -101,6 +102,8 @@ class Overview:
     maintenance: int = 0
     busy: int = 0
     failures: list[m.Event] = field(default_factory=list)
+    signals: list[tuple[HealthSignal, str]] = field(default_factory=list)
+    tickets: list[RepairTicket] = field(default_factory=list)
 
 
 def overview(session: Session, caller: Principal) -> Overview:
@@ -123,8 +126,27 @@ def overview(session: Session, caller: Principal) -> Overview:
             result.unready += 1
         result.maintenance += node.maintenance
         result.busy += node.state in WORK_STATE_VALUES
-    result.failures = recent_failures(session, caller, [node.name for node in rows])
+    names = [node.name for node in rows]
+    result.failures = recent_failures(session, caller, names)
+    result.signals = active_signals(session, names)
+    result.tickets = [t for t in open_tickets(session) if t.node_name in set(names)]
     return result
+
+
+def active_signals(session: Session, names: list[str], limit: int = 50
+                   ) -> list[tuple[HealthSignal, str]]:
+    """Active health findings (alerts, BMC, in-band checks) of these nodes, newest first."""
+    statement = (select(HealthSignal, m.Node.name).join(m.Node, m.Node.id == HealthSignal.node_id)
+                 .where(HealthSignal.status == "active", m.Node.name.in_(names))
+                 .order_by(HealthSignal.last_seen.desc()).limit(limit))
+    return [(signal, name) for signal, name in session.execute(statement).all()]
+
+
+def open_tickets(session: Session, node_name: str | None = None) -> list[RepairTicket]:
+    statement = select(RepairTicket).where(RepairTicket.status == "open")
+    if node_name is not None:
+        statement = statement.where(RepairTicket.node_name == node_name)
+    return list(session.scalars(statement.order_by(RepairTicket.opened_at.desc()).limit(50)))
 
 
 def recent_failures(session: Session, caller: Principal, names: list[str],

@@ -7,8 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from metalfleet.api.deps import AppContext
 from metalfleet.conductor.worker import Conductor
+from metalfleet.db import models as m
+from metalfleet.db.health_models import HealthSignal, RepairTicket
 from tests.conftest import drive, fake_node
 
 ORIGIN = {"Origin": "http://testserver"}
@@ -254,3 +258,23 @@ def test_a_new_flash_replaces_the_old_one(client: TestClient, web: TestClient,
                  headers=ORIGIN, follow_redirects=False)
     query = parse_qs(urlsplit(r.headers["location"]).query)
     assert query["state"] == ["enrolled"] and query["msg"] != ["old"] and "error" not in query
+
+
+def test_health_findings_and_tickets_show_on_overview_and_node(
+        client: TestClient, web: TestClient, admin_token: str, context: AppContext) -> None:
+    client.post("/v1/nodes", json=fake_node("n1", "52:54:00:00:00:01"))
+    login(web, admin_token)
+    assert "No active findings" in web.get("/").text
+    with context.db.session() as session:
+        node = session.scalars(select(m.Node).where(m.Node.name == "n1")).one()
+        session.add(HealthSignal(node_id=node.id, source="agent", check="gpu-xid",
+                                 component="GPU3", severity="critical",
+                                 message="Xid 79: GPU has fallen off the bus", strikes=2))
+        session.add(RepairTicket(node_id=node.id, node_name="n1", component="GPU3",
+                                 summary="gpu-xid on GPU3", replacement_node="n9"))
+    overview = web.get("/").text
+    assert "gpu-xid" in overview and "GPU has fallen off the bus" in overview
+    assert 'href="/ui/nodes/n9"' not in overview and "gpu-xid on GPU3" in overview
+    detail = web.get("/ui/nodes/n1").text
+    assert 'id="health-evidence"' in detail and "seen 2 times" in detail
+    assert 'id="repair-ticket"' in detail and 'href="/ui/nodes/n9"' in detail
