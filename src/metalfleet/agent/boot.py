@@ -7,6 +7,8 @@ Kernel parameters (set by the iPXE script or by a direct kernel boot):
   commands until the node is powered off or rebooted by its BMC
 - ``metalfleet.callback=URL``  where to POST the inventory (JSON) once booted
 - ``metalfleet.after=poweroff|reboot|shell``  what to do afterwards (default: poweroff)
+- ``metalfleet.mode=discover`` and ``metalfleet.bootif=MAC``  an unknown machine: the
+  lookup enrolls it as a new node and the agent returns (then powers off)
 
 The long-running conductor protocol (heartbeats, commands) builds on this; the first report
 is the same either way. Stdlib only: this runs in the ramdisk.
@@ -65,7 +67,8 @@ def run(root: HardwareRoot, cmdline: str) -> dict[str, Any]:
     if api:
         from metalfleet.agent.daemon import Agent
 
-        Agent(api, root).serve()
+        Agent(api, root, discover=params.get("mode") == "discover",
+              boot_mac=params.get("bootif")).serve()
     callback = params.get("callback")
     if callback:
         report["callback_status"] = post_json(callback, report)

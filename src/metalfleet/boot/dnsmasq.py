@@ -24,6 +24,11 @@ IPXE_DIR = Path("/usr/lib/ipxe")
 BOOT_FILES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 
 
+def http_boot_url(api_url: str) -> str:
+    """What UEFI HTTP boot clients download: iPXE, served by the API (api/routes/boot.py)."""
+    return f"{api_url.rstrip('/')}/v1/boot/ipxe.efi"
+
+
 class DhcpError(MetalfleetError):
     status = 500
     title = "DHCP service error"
@@ -86,7 +91,7 @@ def render_conf(settings: DhcpSettings, state_dir: Path) -> str:
             "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi",
             "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe",
             "dhcp-option-force=tag:httpclient,60,HTTPClient",
-            f"dhcp-boot=tag:httpclient,{settings.api_url.rstrip('/')}/boot/ipxe.efi",
+            f"dhcp-boot=tag:httpclient,{http_boot_url(settings.api_url)}",
         ]
         if settings.gateway:
             lines.append(f"dhcp-option=option:router,{settings.gateway}")

@@ -2,7 +2,9 @@
 
 A node whose next step runs in the deploy ramdisk (inspect, burn-in, deploy, clean) gets the
 ramdisk with the agent pointed at the API; any other known node boots its local disk; an
-unknown MAC is told so and powers off (discovery of unknown machines is not built yet).
+unknown MAC boots the same ramdisk in discovery mode (``metalfleet.mode=discover``): its
+agent reports the machine, which becomes an enrolled node (inventory/discovery.py), and
+powers off.
 The URLs are the ones the node used to reach us, so they work whatever network it is on.
 """
 
@@ -26,21 +28,28 @@ def chain_script(api_url: str) -> str:
     )
 
 
+def _ramdisk(base: str, kernel_args: str, params: str) -> str:
+    return (
+        f"kernel {base}/boot/ramdisk/{RAMDISK_KERNEL} {kernel_args} metalfleet.api={base} "
+        f"{params}\n"
+        f"initrd {base}/boot/ramdisk/{RAMDISK_INITRD}\n"
+        "boot\n"
+    )
+
+
 def node_script(*, base_url: str, node: str | None, state: str | None,
-                kernel_args: str = "console=ttyS0 quiet") -> str:
+                kernel_args: str = "console=ttyS0 quiet", mac: str | None = None) -> str:
     base = base_url.rstrip("/")
     if node is None:
+        bootif = f" metalfleet.bootif={mac}" if mac else ""
         return ("#!ipxe\n"
-                "echo metalfleet: this MAC is not enrolled; enrol the node with its MACs\n"
-                "sleep 10\npoweroff\n")
+                "echo metalfleet: unknown MAC: booting the discovery ramdisk\n"
+                + _ramdisk(base, kernel_args, "metalfleet.mode=discover" + bootif))
     if state in AGENT_STATES:
         return (
             "#!ipxe\n"
             f"echo metalfleet: {node} is {state}: booting the deploy ramdisk\n"
-            f"kernel {base}/boot/ramdisk/{RAMDISK_KERNEL} {kernel_args} "
-            f"metalfleet.api={base} metalfleet.node={node}\n"
-            f"initrd {base}/boot/ramdisk/{RAMDISK_INITRD}\n"
-            "boot\n"
+            + _ramdisk(base, kernel_args, f"metalfleet.node={node}")
         )
     return (
         "#!ipxe\n"

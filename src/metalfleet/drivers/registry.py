@@ -7,6 +7,7 @@
 - ``ipmi``: IPMI out-of-band (pyghmi): power, boot device, FRU, sensors, SEL; inspection and
   the rest of the in-band work through the network-booted agent.
 - ``fake``: no hardware, for unit tests and benchmarks.
+- ``none``: a discovered node without a BMC yet; every step asks for one (drivers/no_bmc.py).
 """
 
 from __future__ import annotations
@@ -64,11 +65,18 @@ def _fake() -> HardwareType:
     return fake.hardware_type()
 
 
+def _none() -> HardwareType:
+    from metalfleet.drivers import no_bmc
+
+    return no_bmc.hardware_type()
+
+
 FACTORIES: dict[str, Callable[[], HardwareType]] = {
     "lab": _lab,
     "redfish": _redfish,
     "ipmi": _ipmi,
     "fake": _fake,
+    "none": _none,
 }
 
 

@@ -21,7 +21,7 @@ from metalfleet.core.states import NodeState
 from metalfleet.db import models as m
 from metalfleet.db.agent_models import AgentSession
 from metalfleet.db.base import utcnow
-from metalfleet.inventory import events
+from metalfleet.inventory import discovery, events
 from metalfleet.inventory.tokens import hash_token
 
 # States in which a node runs the deploy ramdisk and expects its agent.
@@ -61,6 +61,29 @@ def lookup(session: Session, macs: list[str], *, address: str | None,
                   message=f"agent booted and looked up from {address or 'unknown address'}")
     session.flush()
     return node, token
+
+
+def discover_lookup(session: Session, macs: list[str], *, address: str | None,
+                    inventory: dict[str, Any],
+                    boot_mac: str | None) -> tuple[m.Node, str | None, bool]:
+    """Lookup from the discovery ramdisk: unknown MACs become a node (no token, nothing to
+    do); a node with work for its agent gets a token as in :func:`lookup`.
+
+    Returns the node, the token (None when the agent should power off) and whether the
+    node was created now.
+    """
+    normal = discovery.normal_macs(macs)
+    node = discovery.find_by_macs(session, normal)
+    if node is None:
+        node, created = discovery.discover(session, normal, inventory=inventory,
+                                           boot_mac=boot_mac, address=address)
+        return node, None, created
+    if node.state in AGENT_STATES:
+        node, token = lookup(session, normal, address=address, inventory=inventory)
+        return node, token, False
+    if node.state == NodeState.ENROLLED.value and node.bmc_driver == discovery.NO_BMC:
+        node.inventory = inventory  # booted discovery again: keep the latest report
+    return node, None, False
 
 
 def heartbeat(session: Session, node_name: str, token: str,

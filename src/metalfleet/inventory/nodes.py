@@ -144,6 +144,8 @@ def update_node(
             setattr(node, key, values[key])
     if patch.bmc is not None:
         _set_bmc(node, patch.bmc, cipher)
+        if node.hardware_type == "none":  # a discovered node gets its first BMC
+            node.hardware_type = patch.bmc.driver.value
     if patch.ports is not None:
         _set_ports(session, node, patch.ports)
     node.updated_at = utcnow()

@@ -62,3 +62,25 @@ def test_proxy_mode_is_accepted_by_dnsmasq(tmp_path: Path) -> None:
     conf = dnsmasq.conf_file.read_text()
     assert "dhcp-range=10.78.0.0,proxy" in conf and "pxe-service=" in conf
     assert (tmp_path / "tftp" / "undionly.kpxe").exists()
+
+
+def test_uefi_http_boot_clients_get_the_ipxe_url(namespaces: tuple[str, str],
+                                                  tmp_path: Path) -> None:
+    server, client = namespaces
+    settings = DhcpSettings(interface="vs" + server.removeprefix("mfs-"), cidr="10.77.0.0/24",
+                            api_url="http://10.77.0.1:8080/", dhcp_start="10.77.0.100",
+                            dhcp_end="10.77.0.150")
+    (tmp_path / "dhcp").mkdir()
+    dnsmasq = Dnsmasq(settings, tmp_path / "dhcp")
+    dnsmasq.start([], prefix=["nsenter", f"--net=/run/netns/{server}"])
+    try:
+        # What UEFI firmware sends for HTTP boot: client architecture 16 (x64 UEFI HTTP)
+        # and the vendor class HTTPClient; the answer must carry the URL and echo the class.
+        http = _lease(client, tmp_path, "-x", "0x5d:0010", "-V",
+                      "HTTPClient:Arch:00016:UNDI:003001")
+        assert http["boot_file"] == "http://10.77.0.1:8080/v1/boot/ipxe.efi"
+        assert http["vendor"] == "HTTPClient"
+        bios = _lease(client, tmp_path)
+        assert bios["boot_file"] == "undionly.kpxe" and "vendor" not in bios
+    finally:
+        dnsmasq.stop()

@@ -1,5 +1,8 @@
 """Routes the node agent calls: lookup (by MAC) and heartbeat (with its per-boot token).
 
+A lookup with ``discover`` (the discovery ramdisk's) enrolls unknown MACs as a new node
+(inventory/discovery.py) and answers without a token.
+
 Agents hold no API token: lookup only succeeds for a node that is in a step expecting its
 agent, and hands out a per-boot token that every heartbeat must carry (X-Agent-Token).
 """
@@ -22,12 +25,17 @@ class LookupIn(Strict):
     macs: list[str] = Field(min_length=1)
     inventory: dict[str, Any] = Field(default_factory=dict)
     agent_version: str | None = None
+    discover: bool = Field(False, description="sent by the discovery ramdisk: unknown MACs "
+                           "become a new node instead of a 404")
+    boot_mac: str | None = Field(None, description="the MAC the machine network-booted from")
 
 
 class LookupOut(BaseModel):
     node: str
-    token: str
+    token: str | None = Field(description="per-boot token; null when the node has no work "
+                              "for its agent (a discovered node): the agent powers off")
     heartbeat_interval_s: float
+    discovered: bool = Field(False, description="the node was created by this lookup")
 
 
 class HeartbeatIn(Strict):
@@ -53,8 +61,16 @@ class HeartbeatOut(BaseModel):
 @router.post("/lookup", response_model=LookupOut)
 def lookup(session: DbSession, request: Request, body: LookupIn) -> LookupOut:
     address = request.client.host if request.client else None
-    node, token = agents.lookup(session, body.macs, address=address, inventory=body.inventory)
-    return LookupOut(node=node.name, token=token,
+    created = False
+    token: str | None
+    if body.discover:
+        node, token, created = agents.discover_lookup(
+            session, body.macs, address=address, inventory=body.inventory,
+            boot_mac=body.boot_mac)
+    else:
+        node, token = agents.lookup(session, body.macs, address=address,
+                                    inventory=body.inventory)
+    return LookupOut(node=node.name, token=token, discovered=created,
                      heartbeat_interval_s=agents.HEARTBEAT_INTERVAL_S)
 
 
