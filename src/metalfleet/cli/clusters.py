@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from metalfleet.cli.common import Output, api_errors, client, parse_sets
 from metalfleet.cli.output import Format, console, render
@@ -87,7 +89,84 @@ def render_files(
     directory.mkdir(parents=True, exist_ok=True)
     for file_name, text in sorted(files.items()):
         (directory / file_name).write_text(text)
+        if text.startswith("#!"):  # sacctmgr.sh and the power-saving programs
+            (directory / file_name).chmod(0o755)
         console.print(f"wrote {directory / file_name}")
+
+
+@app.command()
+def configure(
+    name: str,
+    slurm_conf: Annotated[str | None, typer.Option(
+        help="slurm.conf path on the API host; push writes its directory")] = None,
+    slurm_prefix: Annotated[str | None, typer.Option(
+        help='runs Slurm commands, e.g. "nsenter --net=/run/netns/x" or "ssh head"')] = None,
+    slurm_timeout: Annotated[float | None, typer.Option(help="seconds per Slurm command")]
+    = None,
+    kubectl: Annotated[str | None, typer.Option(
+        help='kubectl command, e.g. "kubectl --kubeconfig /etc/mf/admin.conf"')] = None,
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", help="YAML/JSON merged into scheduler_config (site, qos, power_saving...)")]
+    = None,
+    output: Output = Format.TABLE,
+) -> None:
+    """Say how metalfleet reaches the cluster's scheduler (admin); merges into what is set."""
+    patch: dict[str, Any] = {}
+    if config_file is not None:
+        patch = yaml.safe_load(config_file.read_text()) or {}
+    slurm = dict(patch.get("slurm") or {})
+    for key, value in (("conf", slurm_conf), ("timeout_s", slurm_timeout),
+                       ("prefix", shlex.split(slurm_prefix) if slurm_prefix else None)):
+        if value is not None:
+            slurm[key] = value
+    if slurm:
+        patch["slurm"] = slurm
+    if kubectl is not None:
+        patch["kubernetes"] = {**(patch.get("kubernetes") or {}),
+                               "kubectl": shlex.split(kubectl)}
+    with api_errors():
+        cluster = client().patch(f"/v1/clusters/{name}", {"scheduler_config": patch})
+    render(cluster["scheduler_config"], output)
+
+
+@app.command()
+def push(name: str, output: Output = Format.TABLE) -> None:
+    """Write the scheduler's files where it reads them and reload it (scontrol reconfigure,
+    kubectl apply); says what changed."""
+    with api_errors():
+        result: dict[str, Any] = client().post(f"/v1/clusters/{name}/push")
+    if output is not Format.TABLE:
+        render(result, output)
+        return
+    render([{"file": f, "status": s} for f, s in sorted(result["files"].items())], output,
+           ["file", "status"])
+    for key in ("nodes_added", "nodes_removed"):
+        if result[key]:
+            console.print(f"{key.replace('_', ' ')}: {', '.join(result[key])}")
+    if result["output"]:
+        console.print(result["output"])
+    if result["restart_required"]:
+        console.print("[yellow]restart required[/]: the files are written, Slurm was not "
+                      "reconfigured")
+
+
+@app.command()
+def drain(
+    name: str, node: str,
+    reason: Annotated[str, typer.Option(help="why; the scheduler shows it")],
+) -> None:
+    """Stop the cluster's scheduler from starting work on NODE (Slurm drain, kubectl drain)."""
+    with api_errors():
+        out = client().post(f"/v1/clusters/{name}/nodes/{node}/drain", {"reason": reason})
+    console.print(f"drained {node} in {out['scheduler']}: {out['detail']}")
+
+
+@app.command()
+def resume(name: str, node: str) -> None:
+    """Give NODE back to the cluster's scheduler (Slurm resume, kubectl uncordon)."""
+    with api_errors():
+        out = client().post(f"/v1/clusters/{name}/nodes/{node}/resume")
+    console.print(f"resumed {node} in {out['scheduler']}")
 
 
 @app.command()

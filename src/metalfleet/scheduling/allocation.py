@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from metalfleet.db.session import rowcount
 from metalfleet.inventory import events
 from metalfleet.inventory.pagination import paginate, split_page
 from metalfleet.scheduling import schemas as cs
+from metalfleet.scheduling.kubernetes import metallb
 from metalfleet.scheduling.placement import Candidate, PlacementError, place
 
 CLUSTER_LABEL = "metalfleet.io/cluster"
@@ -273,6 +275,7 @@ def delete_cluster(session: Session, cluster: m.Cluster, *, actor: str) -> None:
         events.record(session, node=node, kind="allocation", actor=actor,
                       message=f"released from cluster {cluster.name}",
                       data={"cluster": cluster.name})
+    metallb.reserve(session, cluster.name, None, 0)
     events.record(session, node=None, kind="allocation", actor=actor,
                   message=f"cluster {cluster.name} deleted", data={"cluster": cluster.name})
     session.delete(cluster)
@@ -288,6 +291,80 @@ def list_clusters(
         statement = statement.where(m.Cluster.tenant_id == tenant_id)
     rows = list(session.scalars(paginate(statement, m.Cluster.name, limit, cursor)).unique())
     return split_page(rows, limit, lambda c: c.name)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def configure(session: Session, cluster: m.Cluster, patch: dict[str, Any], *,
+              actor: str) -> None:
+    """Merge ``patch`` into how metalfleet reaches the cluster's scheduler (validated, one
+    event). Merging lets a client change one setting without sending back secrets it was only
+    shown redacted."""
+    merged = merge_patch(cluster.scheduler_config or {}, patch)
+    try:
+        config = cs.SchedulerConfig.model_validate(merged)
+    except PydanticValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in ("scheduler_config", *err["loc"])),
+                   "message": err["msg"]} for err in exc.errors()]
+        raise ValidationError(
+            "scheduler_config is not valid: "
+            + "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors,
+        ) from None
+    for kind in ("slurm", "kubernetes"):
+        if getattr(config, kind) is not None and cluster.scheduler != kind:
+            raise ValidationError(
+                f"cluster {cluster.name!r} runs {cluster.scheduler!r}, so scheduler_config."
+                f"{kind} does not apply; set scheduler_config.{cluster.scheduler} instead"
+                if cluster.scheduler != "none" else
+                f"cluster {cluster.name!r} has no scheduler; there is nothing to configure",
+                field=f"scheduler_config.{kind}")
+    kube = config.kubernetes
+    network = kube.service_network if kube else None
+    if network is not None:
+        _resolve(session, m.Network, network, "scheduler_config.kubernetes.service_network",
+                 "list the networks with GET /v1/networks")
+    metallb.reserve(session, cluster.name, network, kube.service_addresses if kube else 0)
+    cluster.scheduler_config = config.model_dump(mode="json", exclude_none=True)
+    events.record(session, node=None, kind="allocation", actor=actor,
+                  message=f"cluster {cluster.name}: scheduler settings changed",
+                  data={"cluster": cluster.name})
+    session.flush()
+
+
+_SECRET_FLAGS = ("--token", "--password", "--client-key-data")
+
+
+def redact(config: dict[str, Any]) -> dict[str, Any]:
+    """scheduler_config for output: argv values after secret flags become '***'."""
+    def argv(items: list[str]) -> list[str]:
+        out: list[str] = []
+        for item in items:
+            flag = item.split("=", 1)[0]
+            if out and out[-1] in _SECRET_FLAGS:
+                out.append("***")
+            elif "=" in item and flag in _SECRET_FLAGS:
+                out.append(f"{flag}=***")
+            else:
+                out.append(item)
+        return out
+
+    result = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for key, field in (("kubernetes", "kubectl"), ("slurm", "prefix")):
+        section = result.get(key)
+        if isinstance(section, dict) and isinstance(section.get(field), list):
+            section[field] = argv(section[field])
+    return result
 
 
 def cluster_nodes(cluster: m.Cluster) -> list[m.Node]:
@@ -309,5 +386,6 @@ def to_out(cluster: m.Cluster) -> cs.ClusterOut:
         racks=sorted({mb.rack for mb in members if mb.rack}),
         nodes=[cs.ClusterNodeOut(name=mb.node_name, rack=mb.rack, leaf=mb.leaf,
                                  state=mb.node.state) for mb in members],
+        scheduler_config=redact(cluster.scheduler_config or {}),
         created_at=cluster.created_at,
     )

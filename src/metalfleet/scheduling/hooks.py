@@ -10,6 +10,10 @@ cluster's ``scheduler_config``:
   drains with ``kubectl cordon`` / ``kubectl drain --ignore-daemonsets``, resumes with
   ``kubectl uncordon``.
 
+Admins set ``scheduler_config`` with ``PATCH /v1/clusters/{name}`` (``metalfleet cluster
+configure``), validated by ``schemas.SchedulerConfig``; the API's drain/resume routes and the
+health engine both come through here.
+
 A scheduler that cannot be reached never blocks the caller: the outcome says so, an event
 records it, and the health engine goes on (the node is in maintenance either way).
 """
@@ -58,18 +62,28 @@ def slurm_control(cluster: m.Cluster) -> slurm.SlurmControl | None:
     )
 
 
-def _kubectl(cluster: m.Cluster, *args: str) -> None:
+class KubectlError(MetalfleetError):
+    status = 502
+    title = "kubectl failed"
+
+
+def kubectl(cluster: m.Cluster, *args: str) -> str:
+    """Run the cluster's kubectl with ``args``; its stdout, or KubectlError saying why not.
+
+    Errors name the subcommand only: the configured argv may carry a kubeconfig or token."""
     conf: dict[str, Any] = (cluster.scheduler_config or {}).get("kubernetes") or {}
     command = [*(conf.get("kubectl") or ["kubectl"]), *args]
     timeout = float(conf.get("timeout_s", 60.0))
+    what = f"kubectl {' '.join(args)}"
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MetalfleetError(f"{' '.join(command)} failed: {exc}") from exc
+        raise KubectlError(f"{what} failed: {exc}") from exc
     if done.returncode != 0:
         why = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
-        raise MetalfleetError(f"{' '.join(command)} failed: {why}")
+        raise KubectlError(f"{what} failed: {why}")
+    return done.stdout
 
 
 def _outcome(session: Session, node: m.Node, cluster: m.Cluster, action: str,
@@ -83,46 +97,44 @@ def _outcome(session: Session, node: m.Node, cluster: m.Cluster, action: str,
     return HookOutcome(cluster.scheduler, action, ok, detail if ok else str(error))
 
 
-def drain(session: Session, node: m.Node, reason: str, *, actor: str) -> HookOutcome | None:
-    """Stop new work on the node in its scheduler; None when it is in no scheduler's cluster."""
+def _configured_slurm(cluster: m.Cluster) -> slurm.SlurmControl:
+    control = slurm_control(cluster)
+    if control is None:
+        raise MetalfleetError(
+            f"cluster {cluster.name} has no Slurm controller configured; set "
+            "scheduler_config.slurm (conf, prefix) on the cluster")
+    return control
+
+
+def _act(session: Session, node: m.Node, action: str, detail: str, actor: str,
+         slurm_args: tuple[str, ...], kubectl_calls: tuple[tuple[str, ...], ...]
+         ) -> HookOutcome | None:
     cluster = node_cluster(session, node)
     if cluster is None or cluster.scheduler == "none":
         return None
     error: str | None = None
     try:
         if cluster.scheduler == "slurm":
-            control = slurm_control(cluster)
-            if control is None:
-                raise MetalfleetError(
-                    f"cluster {cluster.name} has no Slurm controller configured; set "
-                    "scheduler_config.slurm (conf, prefix) on the cluster")
-            control.run("scontrol", "update", f"NodeName={node.name}", "State=DRAIN",
-                        f"Reason={reason}")
+            _configured_slurm(cluster).run("scontrol", "update", f"NodeName={node.name}",
+                                           *slurm_args)
         elif cluster.scheduler == "kubernetes":
-            _kubectl(cluster, "cordon", node.name)
-            _kubectl(cluster, "drain", node.name, "--ignore-daemonsets",
-                     "--delete-emptydir-data", "--timeout=300s")
+            for args in kubectl_calls:
+                kubectl(cluster, *args)
     except MetalfleetError as exc:
         error = exc.detail
-    return _outcome(session, node, cluster, "drain", error, reason, actor)
+    return _outcome(session, node, cluster, action, error, detail, actor)
+
+
+def drain(session: Session, node: m.Node, reason: str, *, actor: str) -> HookOutcome | None:
+    """Stop new work on the node in its scheduler; None when it is in no scheduler's cluster."""
+    reason = " ".join(reason.split()) or "drained by metalfleet"  # Slurm wants one line
+    return _act(session, node, "drain", reason, actor, ("State=DRAIN", f"Reason={reason}"), (
+        ("cordon", node.name),
+        ("drain", node.name, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"),
+    ))
 
 
 def resume(session: Session, node: m.Node, *, actor: str) -> HookOutcome | None:
     """Let the scheduler use the node again; None when it is in no scheduler's cluster."""
-    cluster = node_cluster(session, node)
-    if cluster is None or cluster.scheduler == "none":
-        return None
-    error: str | None = None
-    try:
-        if cluster.scheduler == "slurm":
-            control = slurm_control(cluster)
-            if control is None:
-                raise MetalfleetError(
-                    f"cluster {cluster.name} has no Slurm controller configured; set "
-                    "scheduler_config.slurm (conf, prefix) on the cluster")
-            control.run("scontrol", "update", f"NodeName={node.name}", "State=RESUME")
-        elif cluster.scheduler == "kubernetes":
-            _kubectl(cluster, "uncordon", node.name)
-    except MetalfleetError as exc:
-        error = exc.detail
-    return _outcome(session, node, cluster, "resume", error, "back in service", actor)
+    return _act(session, node, "resume", "back in service", actor, ("State=RESUME",),
+                (("uncordon", node.name),))

@@ -45,3 +45,66 @@ def compress(names: Iterable[str]) -> str:
             spans.append(text)
         parts.append(f"{prefix}[{','.join(spans)}]")
     return ",".join(parts)
+
+
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+MAX_EXPANDED = 100_000
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside brackets: ``a[1-2],b`` -> ``a[1-2]``, ``b``."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in host list {text!r}")
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        raise ValueError(f"unbalanced '[' in host list {text!r}")
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _numbers(spec: str, whole: str) -> list[str]:
+    out: list[str] = []
+    for span in spec.split(","):
+        low, dash, high = span.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"bad range {span!r} in host list {whole!r}; use e.g. n[01-04,07]")
+        if not dash:
+            out.append(low)
+            continue
+        first, last = int(low), int(high)
+        if last < first:
+            raise ValueError(f"range {span!r} runs backwards in host list {whole!r}")
+        if last - first >= MAX_EXPANDED:
+            raise ValueError(f"range {span!r} in host list {whole!r} is too large")
+        out += [f"{n:0{len(low)}d}" for n in range(first, last + 1)]
+    return out
+
+
+def expand(hostlist: str) -> list[str]:
+    """Slurm's host list back to names: ``gpu-[01-03],login`` -> ``gpu-01 gpu-02 gpu-03 login``.
+
+    Several bracket groups in one name multiply (``r[1-2]n[1-2]``), as in Slurm."""
+    names: list[str] = []
+    for part in _split_top(hostlist):
+        pending = [part]
+        expanded: list[str] = []
+        while pending:
+            name = pending.pop(0)
+            match = _BRACKET.search(name)
+            if match is None:
+                expanded.append(name)
+                continue
+            head, tail = name[: match.start()], name[match.end():]
+            pending[:0] = [f"{head}{n}{tail}" for n in _numbers(match.group(1), hostlist)]
+            if len(pending) + len(expanded) > MAX_EXPANDED:
+                raise ValueError(f"host list {hostlist!r} names too many hosts")
+        names += expanded
+    return list(dict.fromkeys(names))

@@ -9,24 +9,19 @@ from sqlalchemy.orm import Session
 from metalfleet.core.errors import ValidationError
 from metalfleet.db import models as m
 from metalfleet.scheduling.kubernetes import manifests
-from metalfleet.scheduling.slurm import config, gather
+from metalfleet.scheduling.slurm import config, files
 
 
 def render_slurm(
     session: Session, cluster: m.Cluster, directory: Path, site: config.SlurmSite | None = None
 ) -> list[Path]:
-    site = site or config.SlurmSite(cluster_name=cluster.name.replace(".", "-"))
-    nodes, partitions, switches = gather.cluster_view(session, cluster, site)
     directory.mkdir(parents=True, exist_ok=True)
-    files = {
-        "slurm.conf": config.slurm_conf(site, nodes, partitions),
-        "gres.conf": config.gres_conf(site, nodes),
-        "topology.conf": config.topology_conf(switches),
-    }
     written = []
-    for name, text in files.items():
+    for name, text in files.slurm_files(session, cluster, site).items():
         path = directory / name
         path.write_text(text)
+        if name in files.EXECUTABLE:
+            path.chmod(0o755)
         written.append(path)
     return written
 

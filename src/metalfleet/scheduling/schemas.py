@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from metalfleet.inventory.schemas import Name, Strict
+from metalfleet.scheduling.hostlist import expand
+from metalfleet.scheduling.slurm.config import SlurmSite
 
 
 class SchedulerKind(StrEnum):
@@ -31,6 +34,125 @@ class ClusterIn(Strict):
     constraints: Constraints = Field(default_factory=lambda: Constraints())
 
 
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} must be an absolute path")
+    return path
+
+
+def _hostlist(value: str) -> str:
+    expand(value)  # raises ValueError with how to write it
+    return value
+
+
+class SlurmQosIn(Strict):
+    """The tenant's QoS; created with sacctmgr (slurmdbd), allowed on the tenant's partition."""
+
+    name: Name | None = Field(None, description="default: the tenant's name (or the cluster's)")
+    priority: int = Field(0, ge=0)
+    grp_tres: str | None = Field(None, description='tenant total, e.g. "gres/gpu=64"')
+    max_tres_per_user: str | None = Field(None, description='e.g. "gres/gpu=16"')
+    max_wall: str | None = Field(None, description='e.g. "2-00:00:00"')
+    max_jobs_per_user: int | None = Field(None, ge=1)
+
+
+class SlurmPowerIn(Strict):
+    """Make metalfleet Slurm's power-saving backend (SuspendProgram/ResumeProgram)."""
+
+    api_url: str = Field(description="the metalfleet API as seen from slurmctld's host")
+    token_file: str = Field(description="file holding a metalfleet API token, readable by "
+                            "SlurmUser only (the token itself is never stored here)")
+    command: list[str] = Field(default_factory=lambda: ["metalfleet"], min_length=1,
+                               description="argv that runs the metalfleet CLI")
+    suspend_time_s: int = Field(600, ge=1, description="idle seconds before power off")
+    suspend_timeout_s: int = Field(120, ge=1)
+    resume_timeout_s: int = Field(600, ge=1)
+    exclude: str = Field("", description="host list never powered off (SuspendExcNodes)")
+
+    _abs = field_validator("token_file")(_absolute)
+    _hosts = field_validator("exclude")(_hostlist)
+
+
+class SlurmConfig(Strict):
+    conf: str = Field(description="slurm.conf on the API host; push writes its directory")
+    prefix: list[str] = Field(default_factory=list,
+                              description='runs Slurm commands, e.g. ["ssh", "head"]')
+    timeout_s: float = Field(15.0, gt=0, le=300)
+    site: SlurmSite | None = Field(None, description="slurm.conf choices (default: Debian's)")
+    max_time: str = Field("INFINITE", pattern=r"^(INFINITE|UNLIMITED|[0-9:-]+)$",
+                          description="the partition's MaxTime, e.g. 2-00:00:00")
+    qos: SlurmQosIn | None = None
+    power_saving: SlurmPowerIn | None = None
+
+    _abs = field_validator("conf")(_absolute)
+
+
+class KubernetesConfig(Strict):
+    kubectl: list[str] = Field(default_factory=lambda: ["kubectl"], min_length=1)
+    timeout_s: float = Field(60.0, gt=0, le=900)
+    service_network: Name | None = Field(
+        None, description="network whose free IPAM addresses MetalLB hands out "
+        "(default: the network with role 'service')")
+    service_addresses: int = Field(16, ge=1, le=4096,
+                                   description="how many addresses MetalLB's pool gets")
+    api_server_endpoint: str | None = Field(None, description="host:port for kubeadm join")
+    ca_cert_hashes: list[str] = Field(default_factory=list,
+                                      description='"sha256:<hex>" of the cluster CA')
+
+
+class SchedulerConfig(Strict):
+    slurm: SlurmConfig | None = None
+    kubernetes: KubernetesConfig | None = None
+
+
+class ClusterPatch(Strict):
+    scheduler_config: dict[str, Any] = Field(
+        description="JSON merge patch (RFC 7396) onto the cluster's scheduler_config: objects "
+        "merge, null removes a key, anything else replaces; the result must be a valid "
+        "SchedulerConfig")
+
+
+class DrainIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class HookOut(BaseModel):
+    node: str
+    scheduler: str
+    action: str
+    ok: bool
+    detail: str
+
+
+class PowerIn(Strict):
+    action: Literal["suspend", "resume"]
+    nodes: str = Field(min_length=1, description="Slurm host list, e.g. gpu-[01-04]")
+
+    _hosts = field_validator("nodes")(_hostlist)
+
+
+class PowerNodeOut(BaseModel):
+    name: str
+    power_state: str | None
+    target_power_state: str | None
+
+
+class PowerOut(BaseModel):
+    action: str
+    nodes: list[PowerNodeOut]
+
+
+class PushOut(BaseModel):
+    scheduler: str
+    directory: str | None
+    files: dict[str, str] = Field(description="file -> added | changed | unchanged")
+    nodes_added: list[str]
+    nodes_removed: list[str]
+    reconfigured: bool
+    restart_required: bool
+    output: str
+
+
 class ClusterNodeOut(BaseModel):
     name: str
     rack: str | None
@@ -50,6 +172,7 @@ class ClusterOut(BaseModel):
     leaves: list[str]
     racks: list[str]
     nodes: list[ClusterNodeOut]
+    scheduler_config: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
 
 

@@ -7,6 +7,7 @@ itself by. ``nsenter --net=`` (not ``ip netns exec``, which remounts /sys) start
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -24,6 +25,7 @@ from metalfleet.scheduling.slurm.config import SlurmSite
 from metalfleet.scheduling.slurm.control import SlurmControl
 
 ADDRESS = "10.250.0.1"
+DBD_PORT = 6900  # slurmd ports are 6819 and up
 BINARIES = ("munged", "slurmctld", "slurmd", "sinfo", "srun", "scontrol", "nsenter", "ip",
             "setpriv", "timeout")
 
@@ -110,10 +112,58 @@ class SlurmRig:
                     f"--seed-file={munge}/seed", log="munged.out")
         self._wait(lambda: (munge / "munge.socket").exists(), 10, "munged to create its socket")
 
-    def start(self) -> None:
-        """Start everything, the rendered config already in ``self.dir / 'etc'``."""
+    def accounting_site(self) -> SlurmSite:
+        """The site with accounting through the rig's slurmdbd (start(accounting=True))."""
+        site = self.site()
+        return dataclasses.replace(
+            site, accounting_host=ADDRESS, accounting_port=DBD_PORT,
+            # Slurm reaches slurmdbd with the munge socket named by AccountingStoragePass.
+            extra=[*site.extra, f"AccountingStoragePass={self.dir / 'munge' / 'munge.socket'}"])
+
+    def _slurmdbd(self) -> None:
+        """MariaDB (loopback of the namespace, no grants: a throwaway) and slurmdbd."""
+        for binary in ("mariadb-install-db", "mariadbd", "slurmdbd"):
+            if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
+                pytest.fail(f"the accounting test needs {binary}: apt-get install -y "
+                            "mariadb-server slurmdbd")
+        data = self.dir / "mysql"
+        data.mkdir()
+        _run("mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
+             "--auth-root-authentication-method=normal", "--skip-test-db")
+        self._spawn(*self.nsenter, "mariadbd", "--no-defaults", f"--datadir={data}",
+                    f"--socket={data}/sock", "--bind-address=127.0.0.1", "--port=3306",
+                    "--user=root", "--skip-grant-tables", f"--pid-file={data}/pid",
+                    log="mariadb.out")
+        conf = self.conf.parent / "slurmdbd.conf"
+        conf.write_text("\n".join([
+            "AuthType=auth/munge", f"AuthInfo=socket={self.dir / 'munge' / 'munge.socket'}",
+            f"DbdHost={socket.gethostname().split('.')[0]}", f"DbdAddr={ADDRESS}",
+            f"DbdPort={DBD_PORT}", "SlurmUser=root", "StorageType=accounting_storage/mysql",
+            "StorageHost=127.0.0.1", "StoragePort=3306", "StorageUser=root",
+            "StorageLoc=slurm_acct_db", f"PidFile={self.dir / 'slurmdbd.pid'}",
+            f"LogFile={self.dir / 'log' / 'slurmdbd.log'}"]) + "\n")
+        conf.chmod(0o600)
+        self._wait(lambda: (data / "sock").exists(), 30, "mariadbd to start")
+        self._spawn(*self.nsenter, "slurmdbd", "-D", log="slurmdbd.out")
+        self._wait(self._dbd_answers, 30, "slurmdbd to answer")
+
+    def _dbd_answers(self) -> bool:
+        try:
+            self.control.run("sacctmgr", "-n", "show", "cluster")
+        except Exception:
+            return False
+        return True
+
+    def start(self, accounting: bool = False,
+              before_controller: Callable[[], None] | None = None) -> None:
+        """Start everything, the rendered config already in ``self.dir / 'etc'``; with
+        ``accounting`` MariaDB and slurmdbd first, then ``before_controller`` (sacctmgr)."""
         self._namespace()
         self._munged()
+        if accounting:
+            self._slurmdbd()
+        if before_controller is not None:
+            before_controller()
         self._spawn(*self.nsenter, "slurmctld", "-D", "-f", str(self.conf), log="ctld.out")
         self._wait(lambda: self._answers(), 20, "slurmctld to answer")
         for name in self.node_names:
@@ -135,7 +185,7 @@ class SlurmRig:
             for process in self.processes:
                 if process.poll() is not None:
                     raise AssertionError(
-                        f"{' '.join(map(str, process.args))} exited ({process.returncode}) "
+                        f"{process.args!r} exited ({process.returncode}) "
                         f"while waiting for {what}; logs:\n{self.logs()}")
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}; logs:\n{self.logs()}")

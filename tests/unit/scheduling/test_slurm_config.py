@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
+from metalfleet.scheduling.slurm.accounting import sacctmgr_script
 from metalfleet.scheduling.slurm.config import (
     Partition,
+    PowerSaving,
+    Qos,
     SlurmNode,
     SlurmSite,
     SlurmSwitch,
@@ -11,6 +17,7 @@ from metalfleet.scheduling.slurm.config import (
     slurm_conf,
     topology_conf,
 )
+from metalfleet.scheduling.slurm.power import wrapper
 
 GPU = SlurmNode("g01", sockets=2, cores_per_socket=56, threads_per_core=2,
                 real_memory_mib=2_097_152, gpus=8, gpu_indices=tuple(range(8)), nvml=True)
@@ -44,3 +51,56 @@ def test_topology_conf_compresses_node_lists() -> None:
                           SlurmSwitch("spine", switches=("leaf-1", "leaf-2"))])
     assert text.splitlines()[2:] == ["SwitchName=leaf-1 Nodes=n[01-03]",
                                      "SwitchName=spine Switches=leaf-1,leaf-2"]
+
+
+def test_accounting_and_tenant_partition_lines() -> None:
+    site = SlurmSite(accounting_host="dbd")
+    part = Partition("acme-hpc", ("g01",), allow_accounts=("acme",), allow_qos=("acme",),
+                     max_time="2-00:00:00")
+    lines = slurm_conf(site, [GPU], [part]).splitlines()
+    assert "AccountingStorageType=accounting_storage/slurmdbd" in lines
+    assert "AccountingStorageHost=dbd" in lines and "AccountingStoragePort=6819" in lines
+    assert "AccountingStorageEnforce=associations,limits,qos" in lines
+    assert ("PartitionName=acme-hpc Nodes=g01 AllowAccounts=acme AllowQos=acme "
+            "MaxTime=2-00:00:00 State=UP") in lines
+    assert not any(line.startswith("Accounting") for line in
+                   slurm_conf(SlurmSite(), [GPU], [part]).splitlines())
+
+
+def test_power_saving_lines_only_when_asked() -> None:
+    power = PowerSaving("/etc/slurm/metalfleet-suspend", "/etc/slurm/metalfleet-resume",
+                        suspend_time_s=300, exclude=("g01", "g02", "g03"))
+    lines = slurm_conf(SlurmSite(), [GPU], [], power).splitlines()
+    assert "SuspendProgram=/etc/slurm/metalfleet-suspend" in lines
+    assert "ResumeProgram=/etc/slurm/metalfleet-resume" in lines
+    assert {"SuspendTime=300", "SuspendTimeout=120", "ResumeTimeout=600",
+            "SuspendExcNodes=g[01-03]"} <= set(lines)
+    assert not any(line.startswith("Suspend") for line in
+                   slurm_conf(SlurmSite(), [GPU], []).splitlines())
+
+
+def test_sacctmgr_script_creates_then_sets_every_limit() -> None:
+    qos = Qos("acme", priority=10, grp_tres="gres/gpu=64", max_wall="1-00:00:00")
+    lines = sacctmgr_script("train", "acme", qos).splitlines()
+    assert "sacctmgr -i add qos acme >/dev/null 2>&1 || true" in lines
+    assert ("sacctmgr -i modify qos where name=acme set Priority=10 GrpTRES=gres/gpu=64 "
+            "MaxWall=1-00:00:00 MaxJobsPerUser=-1") in lines
+    assert ("sacctmgr -i modify account where name=acme cluster=train set QOS=acme "
+            "DefaultQOS=acme") in lines
+    # Names are shell-quoted: a tenant name cannot inject a command.
+    assert "'a;b'" in sacctmgr_script("train", "a;b", qos)
+
+
+def test_power_wrapper_reads_the_token_at_run_time(tmp_path: Path) -> None:
+    text = wrapper("resume", "hpc", "http://api:8080", "/etc/slurm/mf token",
+                   ["/opt/mf/bin/metalfleet"])
+    assert "cat '/etc/slurm/mf token'" in text and "s3cret" not in text
+    assert text.rstrip().endswith('exec /opt/mf/bin/metalfleet slurm resume --cluster hpc "$1"')
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    echo = ["sh", "-c", 'echo "$METALFLEET_TOKEN $METALFLEET_URL $*"', "metalfleet"]
+    script = tmp_path / "resume"
+    script.write_text(wrapper("resume", "hpc", "http://api:8080", str(token), echo))
+    script.chmod(0o755)
+    run = subprocess.run([str(script), "n[1-2]"], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "s3cret http://api:8080 slurm resume --cluster hpc n[1-2]"

@@ -8,17 +8,29 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from metalfleet.api.deps import ADMIN, READ, Caller, DbSession, require
-from metalfleet.core.errors import PermissionDeniedError
+from metalfleet.api.deps import ADMIN, READ, WRITE, Caller, DbSession, require
+from metalfleet.core.errors import (
+    MetalfleetError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from metalfleet.inventory.schemas import Page, Role
 from metalfleet.inventory.tokens import Principal
-from metalfleet.scheduling import allocation, render
+from metalfleet.scheduling import allocation, hooks, powersave, push, render
 from metalfleet.scheduling import schemas as cs
 from metalfleet.scheduling.ansible import inventory as ansible_inv
 
 router = APIRouter(tags=["clusters"])
 reader = Depends(require(READ, "reading clusters"))
 admin = Depends(require(ADMIN, "setting quotas"))
+configurer = Depends(require(ADMIN, "configuring how to reach a cluster's scheduler"))
+pusher = Depends(require(WRITE, "pushing scheduler files"))
+
+
+class SchedulerUnreachableError(MetalfleetError):
+    status = 502
+    title = "Scheduler did not do it"
 
 
 def _tenant_scope(caller: Principal) -> str | None:
@@ -66,6 +78,71 @@ def delete_cluster(session: DbSession, caller: Caller, name: str) -> Response:
     cluster = allocation.load_cluster(session, name, _tenant_scope(caller))
     allocation.delete_cluster(session, cluster, actor=caller.actor)
     return Response(status_code=204)
+
+
+@router.patch("/v1/clusters/{name}", response_model=cs.ClusterOut, dependencies=[configurer])
+def configure_cluster(session: DbSession, caller: Caller, name: str,
+                      body: cs.ClusterPatch) -> cs.ClusterOut:
+    """Set how metalfleet reaches the cluster's scheduler (replaces scheduler_config)."""
+    cluster = allocation.load_cluster(session, name)
+    allocation.configure(session, cluster, body.scheduler_config, actor=caller.actor)
+    return allocation.to_out(cluster)
+
+
+@router.post("/v1/clusters/{name}/push", response_model=cs.PushOut, dependencies=[pusher])
+def push_cluster(session: DbSession, name: str) -> cs.PushOut:
+    """Write the scheduler's files where it reads them and make it reload them."""
+    return push.push(session, allocation.load_cluster(session, name))
+
+
+def _acting_member(caller: Principal, what: str) -> str | None:
+    if caller.role is Role.VIEWER:
+        raise PermissionDeniedError(f"token {caller.name!r} (viewer) may not {what}")
+    return _tenant_scope(caller)
+
+
+def _hook(session: DbSession, caller: Caller, name: str, node_name: str,
+          action: str, reason: str | None) -> cs.HookOut:
+    cluster = allocation.load_cluster(session, name, _acting_member(caller, f"{action} nodes"))
+    member = next((mb for mb in cluster.members if mb.node_name == node_name), None)
+    if member is None:
+        raise NotFoundError(f"node {node_name!r} is not in cluster {name!r}; see its nodes "
+                            f"with GET /v1/clusters/{name}")
+    if cluster.scheduler == "none":
+        raise ValidationError(f"cluster {name!r} has no scheduler (scheduler 'none'); there "
+                              f"is nothing to {action} the node in")
+    outcome = (hooks.drain(session, member.node, reason or "", actor=caller.actor)
+               if action == "drain" else hooks.resume(session, member.node, actor=caller.actor))
+    assert outcome is not None  # the node is in a scheduler's cluster
+    if not outcome.ok:
+        session.commit()  # keep the event that records the failed attempt
+        raise SchedulerUnreachableError(outcome.detail, scheduler=outcome.scheduler)
+    return cs.HookOut(node=node_name, scheduler=outcome.scheduler, action=action, ok=True,
+                      detail=outcome.detail)
+
+
+@router.post("/v1/clusters/{name}/nodes/{node}/drain", response_model=cs.HookOut,
+             dependencies=[reader])
+def drain_node(session: DbSession, caller: Caller, name: str, node: str,
+               body: cs.DrainIn) -> cs.HookOut:
+    """Stop the scheduler from starting work on the node, with the reason."""
+    return _hook(session, caller, name, node, "drain", body.reason)
+
+
+@router.post("/v1/clusters/{name}/nodes/{node}/resume", response_model=cs.HookOut,
+             dependencies=[reader])
+def resume_node(session: DbSession, caller: Caller, name: str, node: str) -> cs.HookOut:
+    """Give the node back to the scheduler."""
+    return _hook(session, caller, name, node, "resume", None)
+
+
+@router.post("/v1/clusters/{name}/power", response_model=cs.PowerOut, status_code=202,
+             dependencies=[reader])
+def power(session: DbSession, caller: Caller, name: str, body: cs.PowerIn) -> cs.PowerOut:
+    """Slurm power saving: suspend (power off) or resume (power on) a host list of the
+    cluster's nodes through their BMC; poll the nodes' power_state for the outcome."""
+    cluster = allocation.load_cluster(session, name, _acting_member(caller, "power nodes"))
+    return powersave.request(session, cluster, body, actor=caller.actor)
 
 
 @router.get("/v1/clusters/{name}/files", dependencies=[reader])

@@ -9,6 +9,7 @@ import yaml
 from sqlalchemy.orm import Session
 
 from metalfleet.db import models as m
+from metalfleet.scheduling.kubernetes import kubeadm, metallb
 from metalfleet.scheduling.kubernetes.labels import PREFIX, node_labels, node_taints
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.15.0"
@@ -124,9 +125,16 @@ def dump(docs: list[dict[str, Any]]) -> str:
 
 
 def cluster_manifests(session: Session, cluster: m.Cluster) -> dict[str, list[dict[str, Any]]]:
-    del session  # everything comes with the cluster's members
     files = {"nodes.yaml": node_manifests(cluster)}
     if any((mb.node.inventory or {}).get("gpus") for mb in cluster.members):
         files["nvidia-device-plugin.yaml"] = device_plugin(cluster.name)
     files["node-feature-discovery.yaml"] = node_feature_discovery(cluster.name)
+    pool = metallb.manifests(session, cluster)
+    if pool:
+        files["metallb.yaml"] = pool
+    settings = (cluster.scheduler_config or {}).get("kubernetes") or {}
+    if settings.get("api_server_endpoint"):
+        joins = kubeadm.join_configurations(cluster, settings["api_server_endpoint"],
+                                            settings.get("ca_cert_hashes") or [])
+        files.update({name: [doc] for name, doc in joins.items()})
     return files

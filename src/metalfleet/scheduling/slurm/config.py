@@ -7,9 +7,10 @@ site decides (controller, paths, ports). gather.py builds them from the database
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from jinja2 import Environment, StrictUndefined
+from pydantic import ConfigDict
 
 from metalfleet.scheduling.hostlist import compress, ranges
 
@@ -44,11 +45,43 @@ class Partition:
     nodes: tuple[str, ...]
     default: bool = False
     allow_accounts: tuple[str, ...] = ()
+    allow_qos: tuple[str, ...] = ()
+    max_time: str = "INFINITE"
+
+
+@dataclass(frozen=True)
+class Qos:
+    """A tenant's QoS. QoS live in Slurm's accounting database (slurmdbd), not in slurm.conf:
+    :func:`sacctmgr_script` writes the commands that create them."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
+    name: str
+    priority: int = 0
+    grp_tres: str | None = None  # the tenant's total, e.g. "gres/gpu=64"
+    max_tres_per_user: str | None = None
+    max_wall: str | None = None  # e.g. "2-00:00:00"
+    max_jobs_per_user: int | None = None
+
+
+@dataclass(frozen=True)
+class PowerSaving:
+    """Slurm's power saving: idle nodes are suspended after ``suspend_time_s``, and the
+    programs (metalfleet's wrappers) power them off and on through their BMC."""
+
+    suspend_program: str
+    resume_program: str
+    suspend_time_s: int = 600
+    suspend_timeout_s: int = 120
+    resume_timeout_s: int = 600
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass
 class SlurmSite:
     """Site choices. The defaults suit Debian's packages on a real controller."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     cluster_name: str = "metalfleet"
     controller: str = "slurmctld"
@@ -66,6 +99,9 @@ class SlurmSite:
     config_overrides: bool = False
     # AllowAccounts=<tenant> on each cluster's partition (needs Slurm accounting).
     tenant_accounts: bool = False
+    # AccountingStorageType=accounting_storage/slurmdbd at this host, enforcing QoS/limits.
+    accounting_host: str | None = None
+    accounting_port: int = 6819
     node_addr: dict[str, str] = field(default_factory=dict)
     node_hostname: dict[str, str] = field(default_factory=dict)
     node_port: dict[str, int] = field(default_factory=dict)
@@ -101,6 +137,23 @@ TopologyPlugin=topology/tree
 GresTypes=gpu
 {% if site.config_overrides %}SlurmdParameters=config_overrides
 {% endif %}
+{%- if site.accounting_host %}AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost={{ site.accounting_host }}
+AccountingStoragePort={{ site.accounting_port }}
+AccountingStorageEnforce=associations,limits,qos
+AccountingStorageTRES=gres/gpu
+PriorityType=priority/multifactor
+PriorityWeightQOS=10000
+{% endif %}
+{%- if power %}# Power saving: Slurm calls metalfleet to power idle nodes off and back on.
+SuspendProgram={{ power.suspend_program }}
+ResumeProgram={{ power.resume_program }}
+SuspendTime={{ power.suspend_time_s }}
+SuspendTimeout={{ power.suspend_timeout_s }}
+ResumeTimeout={{ power.resume_timeout_s }}
+{% if power.exclude %}SuspendExcNodes={{ hostlist(power.exclude) }}
+{% endif %}
+{%- endif %}
 {% for line in site.extra %}{{ line }}
 {% endfor %}
 # Nodes: CPUs, sockets, cores, threads and memory from each node's inventory.
@@ -115,12 +168,13 @@ NodeName={{ name }}
 {%- if node.gpus %} Gres=gpu:{{ node.gpus }}{% endif %}
 {%- if node.features %} Feature={{ node.features | join(",") }}{% endif %} State=UNKNOWN
 {% endfor %}
-# Partitions: one per cluster (its tenant's accounts only, when it has a tenant).
+# Partitions: one per cluster (its tenant's accounts and QoS only, when it has a tenant).
 {% for part in partitions -%}
 PartitionName={{ part.name }} Nodes={{ hostlist(part.nodes) }}
 {%- if part.default %} Default=YES{% endif %}
 {%- if part.allow_accounts %} AllowAccounts={{ part.allow_accounts | join(",") }}{% endif %}
- MaxTime=INFINITE State=UP
+{%- if part.allow_qos %} AllowQos={{ part.allow_qos | join(",") }}{% endif %}
+ MaxTime={{ part.max_time }} State=UP
 {% endfor %}
 """
 
@@ -167,8 +221,9 @@ def _render(template: str, **values: Any) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def slurm_conf(site: SlurmSite, nodes: list[SlurmNode], partitions: list[Partition]) -> str:
-    return _render(SLURM_CONF, site=site, nodes=nodes, partitions=partitions)
+def slurm_conf(site: SlurmSite, nodes: list[SlurmNode], partitions: list[Partition],
+               power: PowerSaving | None = None) -> str:
+    return _render(SLURM_CONF, site=site, nodes=nodes, partitions=partitions, power=power)
 
 
 def gres_conf(site: SlurmSite, nodes: list[SlurmNode]) -> str:
