@@ -24,6 +24,16 @@ class Settings:
     poll_interval_s: float = 1.0
     # A node agent silent for this long fails its step (deploy, clean, ...).
     agent_heartbeat_timeout_s: float = 30.0
+    # Health engine (metalfleet.health): the conductor's tick, the two-strike window, and
+    # per-check rule overrides {"gpu-xid": {"severity", "two_strike", "remediation"}}.
+    health_tick_s: float = 2.0
+    health_two_strike_window_s: float = 600.0
+    health_rules: dict[str, dict[str, object]] = field(default_factory=dict)
+    # BMC sensor health sweep (conductor/bmc_health.py); None: METALFLEET_BMC_HEALTH_INTERVAL_S
+    # or 60 s (`up --lab` uses 5 s); 0 turns it off.
+    bmc_health_interval_s: float | None = None
+    # `up --lab`: how often the lab runs the agent's in-band checks on every lab node.
+    lab_health_interval_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:

@@ -22,6 +22,7 @@ from metalfleet.config import Settings
 from metalfleet.db import migrate
 from metalfleet.db import models as m
 from metalfleet.db.session import Database
+from metalfleet.health import rules as health_rules
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory import tokens
 from metalfleet.secrets import load_cipher
@@ -98,7 +99,10 @@ def make_conductor(context: AppContext) -> Conductor:
         workers=settings.conductor_workers, poll_interval_s=settings.poll_interval_s,
         dead_after_s=settings.conductor_dead_after_s,
         agent_heartbeat_timeout_s=settings.agent_heartbeat_timeout_s,
+        bmc_health_interval_s=settings.bmc_health_interval_s,
+        health_tick_s=settings.health_tick_s,
     )
+    health_rules.configure_from(settings)  # a conductor-only process has no create_app
     context.wake_conductor = conductor.wake
     return conductor
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metalfleet.agent.burnin import run_burn_in
+from metalfleet.agent.acceptance import run_acceptance
 from metalfleet.agent.disk import wipe, write_image
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.agent.inventory import collect_inventory
@@ -60,8 +60,13 @@ def default_device(root: HardwareRoot, inventory: dict[str, Any]) -> Path:
 
 class Agent:
     def __init__(self, api_url: str, root: HardwareRoot, *, stop: threading.Event | None = None,
-                 lookup_retry_s: float = 3.0) -> None:
+                 lookup_retry_s: float = 3.0, discover: bool = False,
+                 boot_mac: str | None = None) -> None:
         self.api_url = api_url.rstrip("/")
+        # Discovery mode (an unknown machine): the lookup enrolls it; without a token
+        # there is nothing to do and serve() returns so the ramdisk powers off.
+        self.discover = discover
+        self.boot_mac = boot_mac
         self.root = root
         self.stop = stop or threading.Event()
         self.lookup_retry_s = lookup_retry_s
@@ -77,10 +82,12 @@ class Agent:
         macs = [nic["mac"] for nic in self.inventory.get("nics", []) if nic.get("mac")]
         while not self.stop.is_set():
             try:
-                answer = call(f"{self.api_url}/v1/agent/lookup",
-                              {"macs": macs, "inventory": self.inventory,
-                               "agent_version": AGENT_VERSION})
-                self.node, self.token = answer["node"], answer["token"]
+                body: dict[str, Any] = {"macs": macs, "inventory": self.inventory,
+                                        "agent_version": AGENT_VERSION}
+                if self.discover:
+                    body.update(discover=True, boot_mac=self.boot_mac)
+                answer = call(f"{self.api_url}/v1/agent/lookup", body)
+                self.node, self.token = answer["node"], answer.get("token") or ""
                 self.interval = float(answer.get("heartbeat_interval_s", 2.0))
                 log.info("looked up as %s", self.node)
                 return
@@ -97,10 +104,10 @@ class Agent:
         return {
             "write_image": lambda a, p: write_image(
                 a["url"], device(a), a["sha256"], a.get("size_bytes"), p,
-                disk_format=a.get("disk_format", "raw")),
+                disk_format=a.get("disk_format", "raw"), direct=bool(a.get("direct"))),
             "wipe": lambda a, p: wipe(device(a), a.get("mode", "metadata"), p),
-            "burn_in": lambda a, p: run_burn_in(self.root, device(a),
-                                                float(a.get("seconds", 10)), progress=p),
+            "burn_in": lambda a, p: run_acceptance(self.root, device(a), a.get("plan"),
+                                                   float(a.get("seconds", 10)), progress=p),
         }
 
     def _run(self, command: dict[str, Any]) -> None:
@@ -131,6 +138,9 @@ class Agent:
     def serve(self) -> None:
         """Look up, then heartbeat until stopped; look up again if the token goes stale."""
         self.lookup()
+        if self.discover and not self.token:
+            log.info("discovered as %s; nothing to do", self.node)
+            return
         while not self.stop.is_set():
             try:
                 self.heartbeat_once()

@@ -59,12 +59,26 @@ def cmd_boot(args: argparse.Namespace) -> dict[str, Any]:
     return run(HardwareRoot(args.root), cmdline)
 
 
+def cmd_monitor(args: argparse.Namespace) -> dict[str, Any]:
+    import logging
+
+    from metalfleet.agent.monitor import serve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = Path(args.token_file).read_text().strip() if args.token_file else args.token
+    serve(args.api, token, args.node, HardwareRoot(args.root), interval_s=args.interval,
+          host=args.bind, port=args.exporter_port)
+    return {"stopped": True}
+
+
 COMMANDS: dict[str, Handler] = {
     "boot": cmd_boot,
     "inventory": cmd_inventory,
     "wipe": cmd_wipe,
     "write-image": cmd_write_image,
     "burn-in": cmd_burn_in,
+    "monitor": cmd_monitor,
 }
 
 
@@ -96,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     burn.add_argument("--device", required=True)
     burn.add_argument("--seconds", type=float, default=2.0)
     burn.add_argument("--root", default="/")
+
+    monitor = sub.add_parser("monitor", help="run the in-band health checks every interval, "
+                             "report them to metalfleet and serve Prometheus metrics")
+    monitor.add_argument("--api", required=True, help="metalfleet API URL")
+    token = monitor.add_mutually_exclusive_group(required=True)
+    token.add_argument("--token", help="an operator API token (visible in ps: prefer "
+                       "--token-file)")
+    token.add_argument("--token-file", help="file holding the operator API token")
+    monitor.add_argument("--node", required=True, help="this node's name in metalfleet")
+    monitor.add_argument("--interval", type=float, default=30.0, help="seconds between checks")
+    monitor.add_argument("--root", default="/")
+    monitor.add_argument("--exporter-port", type=int, default=9400,
+                         help="Prometheus exporter port (default 9400, as dcgm-exporter)")
+    monitor.add_argument("--bind", default="0.0.0.0", help="exporter bind address")
     return parser
 
 

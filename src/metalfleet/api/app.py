@@ -9,17 +9,21 @@ from metalfleet import __version__
 from metalfleet.api import problems
 from metalfleet.api.deps import AppContext
 from metalfleet.api.routes import (
+    acceptance,
     agent,
     boot,
     clusters,
     fleet,
+    health,
     images,
+    lab,
     misc,
     nocloud,
     nodes,
     observability,
     resources,
 )
+from metalfleet.health import rules as health_rules
 from metalfleet.web import routes as web
 
 
@@ -31,16 +35,20 @@ def create_app(context: AppContext) -> FastAPI:
         "<token>`. Errors are RFC 7807 problem+json.",
     )
     app.state.context = context
+    health_rules.configure_from(context.settings)
     problems.install(app)
     app.include_router(web.router)
     app.include_router(misc.router)
     app.include_router(nodes.router)
+    app.include_router(acceptance.router)
     app.include_router(agent.router)
     app.include_router(boot.router)
     app.include_router(nocloud.router)
     app.include_router(fleet.router)
     app.include_router(clusters.router)
+    app.include_router(health.router)
     app.include_router(observability.router)
+    app.include_router(lab.router)
     app.include_router(images.router)  # before the generic /v1/images routes
     for router in resources.all_routers():
         app.include_router(router)

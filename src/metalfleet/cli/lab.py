@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from metalfleet.cli.common import api_errors, client
-from metalfleet.cli.output import console, err_console
+from metalfleet.cli.common import Output, api_errors, client
+from metalfleet.cli.output import Format, console, err_console, render
 
-app = typer.Typer(help="Lab fleets: QEMU virtual machines behind Redfish BMCs.",
+app = typer.Typer(help="Lab fleets: QEMU virtual machines behind Redfish BMCs, lab faults.",
                   no_args_is_help=True)
 
 
@@ -78,3 +78,51 @@ def vms(
     console.print("next: metalfleet node manage vm-01 --wait; metalfleet node inspect vm-01 "
                   "--wait; metalfleet node provide vm-01 --wait; "
                   "metalfleet node deploy vm-01 --image vm-tiny --wait")
+
+
+FAULT_KINDS = "gpu-xid, gpu-ecc, gpu-missing, fan, ib-link-down, disk-smart, pcie-width, edac"
+FAULT_COLUMNS = ["node", "kind", "component", "injected_at"]
+
+
+@app.command()
+def fault(
+    node: Annotated[str, typer.Argument(help="a lab node, e.g. lab-gpu-01")],
+    kind: Annotated[str | None, typer.Argument(help=FAULT_KINDS)] = None,
+    component: Annotated[str | None, typer.Option(
+        help="GPU3 (or 3), FAN2, mlx5_1, nvme0n1, mc0; default: the first one")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="repair every fault on NODE")] = False,
+    output: Output = Format.TABLE,
+) -> None:
+    """Make a lab node's hardware and BMC show a fault (needs `metalfleet up --lab N`)."""
+    if clear == (kind is not None):
+        err_console.print(f"[red]error:[/] give a KIND ({FAULT_KINDS}) or --clear")
+        raise typer.Exit(2)
+    api = client()
+    with api_errors():
+        if clear:
+            cleared = api.delete(f"/v1/lab/faults/{node}")["items"]
+            if output is Format.TABLE:
+                console.print(f"{node}: cleared " + (", ".join(
+                    f"{f['kind']} on {f['component']}" for f in cleared) or "nothing (no faults)"))
+            else:
+                render(cleared, output)
+            return
+        body: dict[str, Any] = {"node": node, "kind": kind}
+        if component is not None:
+            body["component"] = component
+        injected = api.post("/v1/lab/faults", body)
+    if output is Format.TABLE:
+        console.print(f"{node}: {injected['kind']} injected on {injected['component']}")
+    else:
+        render(injected, output)
+
+
+@app.command()
+def faults(
+    node: Annotated[str | None, typer.Option(help="only this node")] = None,
+    output: Output = Format.TABLE,
+) -> None:
+    """The faults active in the lab."""
+    with api_errors():
+        items = client().get("/v1/lab/faults", node=node)["items"]
+    render(items, output, FAULT_COLUMNS)

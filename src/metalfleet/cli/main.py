@@ -11,14 +11,18 @@ import typer
 
 from metalfleet import __version__
 from metalfleet.cli import (
+    acceptance,
     admin,
+    ansible,
     boot,
     clusters,
+    health,
     images,
     lab,
     nodes,
     observability,
     resources,
+    slurm,
 )
 from metalfleet.cli.common import GLOBALS, DataDirOpt, TokenOpt, UrlOpt
 from metalfleet.cli.output import console
@@ -81,8 +85,10 @@ def up(
     context = bootstrap(settings)
     extra = []
     if lab:
-        from metalfleet.lab.runner import lab_task
+        from metalfleet.lab.runner import LAB_BMC_HEALTH_INTERVAL_S, lab_task
 
+        if settings.bmc_health_interval_s is None:  # lab faults should show within seconds
+            settings.bmc_health_interval_s = LAB_BMC_HEALTH_INTERVAL_S
         extra.append(lab_task(lab))
     console.print(f"metalfleet {__version__} on http://{host}:{port}  data: {data_dir}  "
                   f"admin token: {data_dir / 'admin.token'}")
@@ -114,12 +120,14 @@ def version() -> None:
 
 app.add_typer(nodes.app, name="node")
 app.add_typer(clusters.app, name="cluster")
-ansible = typer.Typer(help="Ansible: the dynamic inventory of the fleet.", no_args_is_help=True)
-ansible.command("inventory")(clusters.ansible_inventory)
-app.add_typer(ansible, name="ansible")
+app.add_typer(ansible.app, name="ansible")
+app.add_typer(slurm.app, name="slurm")
 app.add_typer(lab.app, name="lab")
 app.add_typer(boot.app, name="boot")
 app.add_typer(observability.app, name="observability")
+app.add_typer(acceptance.app, name="acceptance")
+app.add_typer(health.app, name="health")
+app.add_typer(health.tickets, name="ticket")
 groups = resources.register(app)
 images.add_commands(groups["image"])
 

@@ -2,6 +2,8 @@
 
 Each flow takes the node snapshot and the hardware type, reports progress, and returns the
 node fields to store when it succeeds. Any DriverError fails the step with its message.
+Burn-in is the one flow that also writes to the database (its AcceptanceRun), through
+:func:`run_flow`, which the conductor calls.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from metalfleet.core.errors import DriverError
+from metalfleet.agent.acceptance import PLAN_KEY
+from metalfleet.core.errors import DriverError, MetalfleetError
 from metalfleet.core.states import NodeState, PowerState
+from metalfleet.db import models as m
+from metalfleet.db.session import Database
 from metalfleet.drivers.base import HardwareType, NodeContext
+from metalfleet.health import acceptance
 
 Flow = Callable[[NodeContext, HardwareType], dict[str, Any]]
 
@@ -80,10 +86,68 @@ def inspect(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
 
 
 def burn_in(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
+    """Run the acceptance plan in the agent; a failed step fails the burn-in, naming it.
+    The conductor calls it through :func:`run_flow`, which also stores the run."""
+    return judged_burn_in(ctx, hw)[0]
+
+
+def judged_burn_in(ctx: NodeContext, hw: HardwareType
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(node updates, step results); DriverError with ``extra["acceptance"]`` on a failure."""
     results = in_ramdisk(ctx, hw, "burn-in", "running acceptance tests",
                          lambda: hw.burn_in.burn_in(ctx))
-    return {"power_state": PowerState.OFF.value,
-            "driver_info": {**ctx.driver_info, "last_burn_in": results}}
+    steps = step_results(results, hw)
+    failed = acceptance.failed_steps(steps)
+    if failed or results.get("passed") is False:
+        raise DriverError(acceptance.failure_reason(failed) if failed
+                          else "burn-in failed: the agent reported it failed", acceptance=steps)
+    info = {k: v for k, v in ctx.driver_info.items() if k != PLAN_KEY}
+    summary = {"passed": True, "seconds": results.get("seconds"), "steps": len(steps)}
+    return ({"power_state": PowerState.OFF.value,
+             "driver_info": {**info, "last_burn_in": summary}}, steps)
+
+
+def step_results(results: dict[str, Any], hw: HardwareType) -> list[dict[str, Any]]:
+    """The agent's per-step results; one summary step for a driver that has none (fake)."""
+    steps = results.get("steps")
+    if isinstance(steps, list):
+        return [dict(step) for step in steps]
+    return [{"step": "burn-in", "status": "pass" if results.get("passed", True) else "fail",
+             "measured": None, "unit": None, "spec": None, "threshold": None,
+             "detail": f"the {hw.name} burn-in interface reports no per-step results"}]
+
+
+def recorded_burn_in(db: Database, node_id: str, ctx: NodeContext,
+                     hw: HardwareType) -> dict[str, Any]:
+    """Burn-in with its AcceptanceRun: plan from the node's class, one run stored per burn-in
+    whatever the outcome, so a node becomes available only after a passed run."""
+    with db.session() as session:
+        node = session.get(m.Node, node_id)
+        if node is None:
+            raise DriverError(f"node {ctx.name} vanished before its burn-in")
+        try:
+            plan = acceptance.plan_for(node.node_class)
+            problem = None
+        except MetalfleetError as exc:
+            plan, problem = {}, exc.detail
+        run_id = acceptance.start_run(session, node, plan).id
+    try:
+        if problem is not None:
+            raise DriverError(f"acceptance plan of the node's class: {problem}")
+        ctx.driver_info[PLAN_KEY] = plan
+        updates, steps = judged_burn_in(ctx, hw)
+    except Exception as exc:
+        detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        steps = list(getattr(exc, "extra", {}).get("acceptance") or [
+            {"step": "burn-in", "status": "fail", "measured": None, "unit": None,
+             "spec": None, "threshold": None, "detail": detail}])
+        with db.session() as session:
+            acceptance.finish_run(session, run_id, steps, passed=False)
+        raise
+    with db.session() as session:
+        acceptance.finish_run(session, run_id, steps, passed=True)
+    updates["driver_info"]["last_burn_in"]["acceptance_run"] = run_id
+    return updates
 
 
 def deploy(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
@@ -121,3 +185,11 @@ FLOWS: dict[NodeState, Flow] = {
     NodeState.RELEASING: release,
     NodeState.CLEANING: clean,
 }
+
+
+def run_flow(db: Database, node_id: str, state: NodeState, ctx: NodeContext,
+             hw: HardwareType) -> dict[str, Any]:
+    """The flow of ``state``; burn-in also records its acceptance run in ``db``."""
+    if state is NodeState.BURNING_IN:
+        return recorded_burn_in(db, node_id, ctx, hw)
+    return FLOWS[state](ctx, hw)

@@ -22,9 +22,10 @@ from sqlalchemy import select, update
 
 from metalfleet.conductor import reservation
 from metalfleet.conductor.agent_channel import DbAgentChannel
+from metalfleet.conductor.bmc_health import BmcHealthSweep
 from metalfleet.conductor.bmc_logs import BmcLogSync
 from metalfleet.conductor.context import node_context
-from metalfleet.conductor.flows import FLOWS, power_to, wait_power
+from metalfleet.conductor.flows import power_to, run_flow, wait_power
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.core.errors import DriverError, MetalfleetError
 from metalfleet.core.states import WORK_STATES, NodeState, PowerState
@@ -33,6 +34,7 @@ from metalfleet.db.base import utcnow
 from metalfleet.db.session import Database
 from metalfleet.drivers.base import HardwareType
 from metalfleet.drivers.registry import get_hardware_type
+from metalfleet.health.ticker import HealthTicker
 from metalfleet.inventory import events, lifecycle
 from metalfleet.secrets import CredentialCipher
 
@@ -58,6 +60,8 @@ class Conductor:
         dead_after_s: float = 30.0,
         hardware_types: Callable[[str], HardwareType] = get_hardware_type,
         agent_heartbeat_timeout_s: float = 30.0,
+        bmc_health_interval_s: float | None = None,
+        health_tick_s: float | None = None,
     ) -> None:
         self.db = db
         self.cipher = cipher
@@ -78,6 +82,12 @@ class Conductor:
         self.bmc_logs = BmcLogSync(db, targets=self.power_sync.targets,
                                    hardware_types=hardware_types, conductor=self.name)
         self._bmc_log_task: asyncio.Task[Any] | None = None
+        self.bmc_health = BmcHealthSweep(db, targets=self.power_sync.targets,
+                                         hardware_types=hardware_types, conductor=self.name,
+                                         interval_s=bmc_health_interval_s)
+        self._bmc_health_task: asyncio.Task[Any] | None = None
+        self.health = HealthTicker(db, conductor=self.name, interval_s=health_tick_s)
+        self._health_task: asyncio.Task[Any] | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -110,6 +120,8 @@ class Conductor:
                 log.warning("recovered nodes of dead conductors: %s", ", ".join(recovered))
         self._start_power_sync()
         self._start_bmc_log_sync()
+        self._start_bmc_health_sweep()
+        self._start_health_tick()
         free = self.workers - len(self._running)
         if free <= 0:
             return
@@ -143,6 +155,18 @@ class Conductor:
         """Start a BMC log sweep in a thread when one is due (see conductor/bmc_logs)."""
         if self.bmc_logs.due() and (self._bmc_log_task is None or self._bmc_log_task.done()):
             self._bmc_log_task = asyncio.create_task(asyncio.to_thread(self.bmc_logs.run_once))
+
+    def _start_bmc_health_sweep(self) -> None:
+        """Start a BMC sensor health sweep in a thread when one is due (conductor/bmc_health)."""
+        if self.bmc_health.due() and (self._bmc_health_task is None
+                                      or self._bmc_health_task.done()):
+            self._bmc_health_task = asyncio.create_task(
+                asyncio.to_thread(self.bmc_health.run_once))
+
+    def _start_health_tick(self) -> None:
+        """Expire first strikes, walk repair tickets to re-validation (health/engine.tick)."""
+        if self.health.due() and (self._health_task is None or self._health_task.done()):
+            self._health_task = asyncio.create_task(asyncio.to_thread(self.health.run_once))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -227,7 +251,7 @@ class Conductor:
         error: str | None = None
         try:
             hw = self.hardware_types(hardware_type)
-            updates = FLOWS[state](ctx, hw)
+            updates = run_flow(self.db, node_id, state, ctx, hw)
         except DriverError as exc:
             error = exc.detail
             if exc.extra.get("kind"):

@@ -7,7 +7,8 @@ paths. ``driver_info`` keys:
 * ``hardware_root`` (required): path of the node's root (see ``lab.synthetic_hardware``);
 * ``disk``: the root disk relative to that root, default ``dev/nvme0n1``;
 * ``clean_mode``: ``metadata`` (default) or ``full``;
-* ``burn_in_seconds``: burn-in duration, default 2;
+* ``burn_in_seconds``: CPU + memory time of the burn-in, default the plan's or 2;
+* ``acceptance_plan``: the class's acceptance plan, set by the conductor for the burn-in;
 * ``verify_readback``: re-read the written image from the disk after deploy, default true.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from metalfleet.agent.burnin import run_burn_in
+from metalfleet.agent.acceptance import PLAN_KEY, run_acceptance
 from metalfleet.agent.disk import wipe, write_image
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.agent.inventory import collect_inventory
@@ -65,8 +66,14 @@ class AgentLocalInspect(InspectInterface):
 class AgentLocalBurnIn(BurnInInterface):
     def burn_in(self, node: NodeContext) -> dict[str, Any]:
         root, disk = root_disk(node)
-        seconds = float(node.driver_info.get("burn_in_seconds", 2.0))
-        return run_burn_in(root, disk, seconds, progress=node.report)
+        plan = node.driver_info.get(PLAN_KEY)
+        seconds = burn_in_seconds(node, plan, 2.0)
+        return run_acceptance(root, disk, plan, seconds, progress=node.report)
+
+
+def burn_in_seconds(node: NodeContext, plan: dict[str, Any] | None, default: float) -> float:
+    """The node's own setting, else the class's (``extra.acceptance.seconds``), else default."""
+    return float(node.driver_info.get("burn_in_seconds", (plan or {}).get("seconds", default)))
 
 
 class AgentLocalDeploy(DeployInterface):

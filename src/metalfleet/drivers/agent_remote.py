@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from metalfleet.agent.acceptance import PLAN_KEY
 from metalfleet.core.errors import DriverError
+from metalfleet.drivers.agent_local import burn_in_seconds
 from metalfleet.drivers.base import (
     AgentChannel,
     BurnInInterface,
@@ -52,9 +54,12 @@ class AgentRemoteInspect(InspectInterface):
 
 class AgentRemoteBurnIn(BurnInInterface):
     def burn_in(self, node: NodeContext) -> dict[str, Any]:
-        seconds = float(node.driver_info.get("burn_in_seconds", 10))
-        return _booted(node).run("burn_in", {**_device(node), "seconds": seconds},
-                                 timeout=seconds * 10 + 300, progress=_relay(node, 20, 90))
+        plan = node.driver_info.get(PLAN_KEY)
+        seconds = burn_in_seconds(node, plan, 10.0)
+        # An agent that predates plans ignores "plan" and runs CPU, memory and disk.
+        args = {**_device(node), "seconds": seconds, **({"plan": plan} if plan else {})}
+        return _booted(node).run("burn_in", args, timeout=seconds * 10 + 300,
+                                 progress=_relay(node, 20, 90))
 
 
 class AgentRemoteDeploy(DeployInterface):

@@ -37,6 +37,24 @@ class LabNic:
     link_up: bool = True
 
 
+def default_sensors() -> list[dict[str, Any]]:
+    """A healthy server's chassis sensors (Redfish classic ``Thermal``): fans and temperatures.
+
+    Each: ``{"name", "kind": "fan"|"temperature", "reading", "health": OK|Warning|Critical,
+    "upper_critical"}``; lab faults change a reading and its health.
+    """
+    fans = [{"name": f"FAN{index}", "kind": "fan", "reading": 9800.0, "health": "OK",
+             "upper_critical": None} for index in range(1, 7)]
+    temps = [{"name": name, "kind": "temperature", "reading": reading, "health": "OK",
+              "upper_critical": critical}
+             for name, reading, critical in (("Inlet Temp", 24.0, 45.0), ("CPU1 Temp", 52.0, 95.0),
+                                             ("CPU2 Temp", 50.0, 95.0))]
+    return fans + temps
+
+
+MAX_LOG_ENTRIES = 500  # the SEL is a ring buffer on real BMCs too
+
+
 @dataclass
 class PendingPower:
     """A power change the BMC accepted and will apply at ``due`` (wall-clock seconds)."""
@@ -69,6 +87,9 @@ class LabSystem:
     boot_count: int = 0
     last_boot_target: str | None = None
     pending: PendingPower | None = None
+    sensors: list[dict[str, Any]] = field(default_factory=default_sensors)
+    log: list[dict[str, Any]] = field(default_factory=list)  # SEL entries (Redfish LogEntry)
+    log_next_id: int = 1
 
     @classmethod
     def new(
@@ -205,6 +226,36 @@ class LabBmcEmulator:
                 setattr(system, name, value)
             self._save()
             return copy.deepcopy(system)
+
+    def set_sensor(self, system_id: str, name: str, *, reading: float | None = None,
+                   health: str | None = None) -> dict[str, Any]:
+        """Change one chassis sensor (lab faults); returns a copy of it. KeyError if unknown."""
+        if health is not None and health not in ("OK", "Warning", "Critical"):
+            raise ValueError(f"sensor health must be OK, Warning or Critical, not {health!r}")
+        with self._lock:
+            system = self._require(system_id)
+            for sensor in system.sensors:
+                if sensor["name"] == name:
+                    if reading is not None:
+                        sensor["reading"] = reading
+                    if health is not None:
+                        sensor["health"] = health
+                    self._save()
+                    return dict(sensor)
+            raise KeyError(f"{system.name} has no sensor {name!r}")
+
+    def add_log_entry(self, system_id: str, *, severity: str, message: str,
+                      message_id: str = "", sensor_type: str = "") -> dict[str, Any]:
+        """Append a SEL entry (Severity OK|Warning|Critical), as the BMC does on an event."""
+        with self._lock:
+            system = self._require(system_id)
+            entry = {"Id": str(system.log_next_id), "Severity": severity, "Message": message,
+                     "MessageId": message_id, "SensorType": sensor_type, "EntryType": "SEL",
+                     "Created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock()))}
+            system.log_next_id += 1
+            system.log = [*system.log, entry][-MAX_LOG_ENTRIES:]
+            self._save()
+            return dict(entry)
 
     def authorized(self, username: str, password: str) -> list[str]:
         """Ids of the systems whose BMC accepts these credentials."""

@@ -257,6 +257,22 @@ def build_app(emulator: LabBmcEmulator) -> FastAPI:
     async def chassis(request: Request, system_id: str) -> JSONResponse:
         return redfish_json(rf.chassis(authorized_system(request, system_id)))
 
+    @app.get("/redfish/v1/Chassis/{system_id}/Thermal")
+    async def chassis_thermal(request: Request, system_id: str) -> JSONResponse:
+        return redfish_json(rf.thermal(authorized_system(request, system_id)))
+
+    @app.get("/redfish/v1/Managers/{system_id}/LogServices")
+    async def log_services(request: Request, system_id: str) -> JSONResponse:
+        return redfish_json(rf.log_services(authorized_system(request, system_id)))
+
+    @app.get("/redfish/v1/Managers/{system_id}/LogServices/SEL")
+    async def log_service(request: Request, system_id: str) -> JSONResponse:
+        return redfish_json(rf.log_service(authorized_system(request, system_id)))
+
+    @app.get("/redfish/v1/Managers/{system_id}/LogServices/SEL/Entries")
+    async def log_entries(request: Request, system_id: str) -> JSONResponse:
+        return redfish_json(rf.log_entries(authorized_system(request, system_id)))
+
     @app.get("/redfish/v1/SessionService")
     async def session_service(request: Request) -> JSONResponse:
         caller_systems(request)

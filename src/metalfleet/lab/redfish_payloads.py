@@ -216,6 +216,7 @@ def manager(system: LabSystem) -> Payload:
         "FirmwareVersion": "1.0.0",
         "PowerState": "On",
         "Status": dict(_OK_STATUS),
+        "LogServices": ref(f"{MANAGERS}/{system.id}/LogServices"),
         "Links": {"ManagerForServers": [ref(system_path(system))],
                   "ManagerForChassis": [ref(f"{CHASSIS}/{system.id}")]},
     }
@@ -232,10 +233,62 @@ def chassis(system: LabSystem) -> Payload:
         "Model": system.model,
         "SerialNumber": system.serial,
         "PowerState": system.power_state,
-        "Status": dict(_OK_STATUS),
+        "Status": {"State": "Enabled", "Health": _worst(s["health"] for s in system.sensors)},
+        "Thermal": ref(f"{CHASSIS}/{system.id}/Thermal"),
         "Links": {"ComputerSystems": [ref(system_path(system))],
                   "ManagedBy": [ref(f"{MANAGERS}/{system.id}")]},
     }
+
+
+_HEALTH_ORDER = ("OK", "Warning", "Critical")
+
+
+def _worst(healths: Any) -> str:
+    return max(healths, key=_HEALTH_ORDER.index, default="OK")
+
+
+def thermal(system: LabSystem) -> Payload:
+    """The classic ``Thermal`` resource: what iDRAC 9, iLO 5 and Supermicro BMCs serve."""
+    path = f"{CHASSIS}/{system.id}/Thermal"
+    fans: list[Payload] = []
+    temps: list[Payload] = []
+    for index, sensor in enumerate(system.sensors):
+        status = {"State": "Enabled", "Health": sensor["health"]}
+        if sensor["kind"] == "fan":
+            fans.append({"@odata.id": f"{path}#/Fans/{len(fans)}", "MemberId": str(index),
+                         "Name": sensor["name"], "Reading": sensor["reading"],
+                         "ReadingUnits": "RPM", "Status": status})
+        else:
+            temps.append({"@odata.id": f"{path}#/Temperatures/{len(temps)}",
+                          "MemberId": str(index), "Name": sensor["name"],
+                          "ReadingCelsius": sensor["reading"],
+                          "UpperThresholdCritical": sensor.get("upper_critical"),
+                          "Status": status})
+    return {"@odata.id": path, "@odata.type": "#Thermal.v1_7_0.Thermal", "Id": "Thermal",
+            "Name": "Thermal", "Fans": fans, "Temperatures": temps}
+
+
+def log_services(system: LabSystem) -> Payload:
+    path = f"{MANAGERS}/{system.id}/LogServices"
+    return collection(path, "LogServiceCollection", "Log Service Collection", [f"{path}/SEL"])
+
+
+def log_service(system: LabSystem) -> Payload:
+    path = f"{MANAGERS}/{system.id}/LogServices/SEL"
+    return {"@odata.id": path, "@odata.type": "#LogService.v1_3_0.LogService", "Id": "SEL",
+            "Name": "System Event Log", "MaxNumberOfRecords": 500, "OverWritePolicy":
+            "WrapsWhenFull", "ServiceEnabled": True, "Status": dict(_OK_STATUS),
+            "Entries": ref(f"{path}/Entries")}
+
+
+def log_entries(system: LabSystem) -> Payload:
+    """The SEL, oldest first, entries expanded inline (as most BMCs answer ``$expand``)."""
+    path = f"{MANAGERS}/{system.id}/LogServices/SEL/Entries"
+    members = [{"@odata.id": f"{path}/{entry['Id']}", "@odata.type": "#LogEntry.v1_11_0.LogEntry",
+                "Name": "Log Entry", **entry} for entry in system.log]
+    return {"@odata.id": path, "@odata.type": "#LogEntryCollection.LogEntryCollection",
+            "Name": "System Event Log Entries", "Members": members,
+            "Members@odata.count": len(members)}
 
 
 def session_service() -> Payload:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -15,12 +16,16 @@ from metalfleet.db import models as m
 from metalfleet.inventory import resources
 from metalfleet.lab import autopilot
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator, start_bmc_server
-from metalfleet.lab.fleet import ensure_nodes, ensure_topology
+from metalfleet.lab.exporters import publish as publish_exporters
+from metalfleet.lab.exporters import start_lab_exporters
+from metalfleet.lab.fleet import ensure_nodes, ensure_topology, layout
+from metalfleet.lab.handle import close_lab, open_lab
 from metalfleet.lab.image import LAB_IMAGE_FILE, LAB_IMAGE_NAME, build_lab_image
 
 log = logging.getLogger(__name__)
 
 POWER_DELAY_S = 1.0  # real BMCs take a while to apply power changes; so does the lab's
+LAB_BMC_HEALTH_INTERVAL_S = 5.0  # the conductor's BMC sensor sweep in `up --lab`
 
 
 def start_lab_bmcs(context: AppContext) -> tuple[LabBmcEmulator, BmcServer]:
@@ -71,15 +76,23 @@ def lab_task(count: int, interval_s: float = 1.0) -> Callable[[AppContext],
                                                              Coroutine[Any, Any, None]]:
     async def run(context: AppContext) -> None:
         emulator, server = await asyncio.to_thread(start_lab_bmcs, context)
+        stack = contextlib.ExitStack()
         try:
             created = await asyncio.to_thread(build_lab, context, count, emulator, server)
             log.info("lab: %d nodes (%d new), BMCs at %s", count, len(created), server.base_url)
+            exporters = await asyncio.to_thread(start_lab_exporters, context.settings.data_dir)
+            stack.callback(exporters.stop)
+            await asyncio.to_thread(publish_exporters, context.db, exporters.address,
+                                    [plan.name for plan in layout(count)])
+            lab = await asyncio.to_thread(open_lab, context, emulator)
+            stack.callback(close_lab, context, lab)
             while True:
                 moved = await asyncio.to_thread(autopilot.step, context.db)
                 if moved:
                     context.wake_conductor()
                 await asyncio.sleep(interval_s)
         finally:
+            await asyncio.to_thread(stack.close)
             await asyncio.to_thread(server.stop)
 
     return run

@@ -15,7 +15,12 @@ Layout written by :func:`build_root` (``<root>/``)::
     sys/class/net/<if>/{address,operstate,speed,mtu,device -> PCI function}
     sys/class/infiniband/mlx5_<n>/ports/1/{state,phys_state,rate,link_layer}
     sys/class/dmi/id/{sys_vendor,product_name,product_serial,bios_version,board_name,...}
-    run/metalfleet/nvml.json              fake NVML answers (format: metalfleet.agent.inventory)
+    sys/bus/pci/devices/<addr>/{current,max}_link_{width,speed}   PCIe link (pcie-width check)
+    sys/devices/system/edac/mc/mc<n>/{mc_name,ue_count,ce_count}    one memory controller a socket
+    run/metalfleet/nvml.json              fake NVML answers (format: metalfleet.agent.inventory;
+                                          ECC/row-remap fields: metalfleet.agent.health)
+    run/metalfleet/smart/<disk>.json      what ``smartctl -j -H -A /dev/<disk>`` would print
+    var/log/kern.log                      the kernel log (boot banner; lab faults add NVRM Xid)
     dev/<disk>                            sparse file, kept across rebuilds
 """
 
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 MARKER = ".metalfleet-lab-root"
-GENERATED_DIRS = ("proc", "sys", "run/metalfleet")
+GENERATED_DIRS = ("proc", "sys", "run/metalfleet", "var/log")
 MAC_PREFIX = "02:6d:66"  # locally administered ("mf"): never collides with real hardware
 KIND_GPU, KIND_CPU = 0x1, 0x2
 
@@ -50,6 +55,13 @@ _AMD_FLAG_TEXT = (
 )
 INTEL_FLAGS = tuple(_INTEL_FLAG_TEXT.split())
 AMD_FLAGS = tuple(_AMD_FLAG_TEXT.split())
+
+# NVML's ECC and row-remapping answers for a healthy GPU (field meanings: agent/health.py)
+HEALTHY_GPU_ECC: dict[str, Any] = {
+    "ecc_uncorrected_volatile": 0, "ecc_corrected_volatile": 0, "retired_pages_dbe": 0,
+    "retired_pages_sbe": 0, "retired_pages_pending": False, "remapped_rows_correctable": 0,
+    "remapped_rows_uncorrectable": 0, "remap_pending": False, "remap_failure": False,
+}
 
 # (vendor, device, class) of the PCI functions the lab invents
 PCI_H100_SXM = (0x10DE, 0x2330, 0x030200)
@@ -210,7 +222,8 @@ class _Tree:
         return self.next_bus - 1
 
     def pci(
-        self, ids: tuple[int, int, int], driver: str, bus: int | None = None, function: int = 0
+        self, ids: tuple[int, int, int], driver: str, bus: int | None = None, function: int = 0,
+        lanes: int = 16,
     ) -> str:
         address = f"0000:{self.new_bus() if bus is None else bus:02x}:00.{function}"
         base = f"sys/bus/pci/devices/{address}"
@@ -219,6 +232,9 @@ class _Tree:
         self.write(f"{base}/device", f"0x{device:04x}")
         self.write(f"{base}/class", f"0x{pci_class:06x}")
         self.write(f"{base}/uevent", f"DRIVER={driver}\nPCI_SLOT_NAME={address}")
+        for kind in ("current", "max"):  # Gen5 links at full width; lab faults may narrow one
+            self.write(f"{base}/{kind}_link_width", lanes)
+            self.write(f"{base}/{kind}_link_speed", "32.0 GT/s PCIe")
         (self.root / f"sys/bus/pci/drivers/{driver}").mkdir(parents=True, exist_ok=True)
         self.link(f"{base}/driver", f"../../drivers/{driver}")
         return address
@@ -268,6 +284,7 @@ def _write_devices(tree: _Tree, spec: LabHardwareSpec) -> None:
                     "memory_total_mib": spec.gpus.memory_mib,
                     "pci_bus_id": f"0000{address}".upper(),
                     "nvlink_active_links": 18 if spec.gpus.nvlink else 0,
+                    **HEALTHY_GPU_ECC,
                 }
             )
         if i < spec.ib.ports:
@@ -295,7 +312,7 @@ def _write_devices(tree: _Tree, spec: LabHardwareSpec) -> None:
                 indent=2,
             ),
         )
-    tree.pci(PCI_NVME, "nvme")
+    tree.pci(PCI_NVME, "nvme", lanes=4)
     nic_bus = 0
     for port, nic in enumerate(spec.nics):
         if port % 8 == 0:
@@ -310,6 +327,35 @@ def _write_devices(tree: _Tree, spec: LabHardwareSpec) -> None:
         tree.link(f"{net}/device", f"../../../bus/pci/devices/{address}")
     tree.write("sys/class/net/lo/address", "00:00:00:00:00:00")
     tree.write("sys/class/net/lo/operstate", "unknown")
+
+
+def smart_report(disk: DiskSpec) -> dict[str, Any]:
+    """A healthy NVMe disk as ``smartctl -j -H -A`` reports it (the fields the checks read)."""
+    return {
+        "device": {"name": f"/dev/{disk.name}", "type": "nvme", "protocol": "NVMe"},
+        "model_name": disk.model, "serial_number": disk.serial,
+        "smart_status": {"passed": True, "nvme": {"value": 0}},
+        "nvme_smart_health_information_log": {
+            "critical_warning": 0, "temperature": 38, "available_spare": 100,
+            "available_spare_threshold": 10, "percentage_used": 1, "media_errors": 0,
+            "num_err_log_entries": 0},
+    }
+
+
+def _write_health_sources(tree: _Tree, spec: LabHardwareSpec) -> None:
+    """What the agent's in-band health checks read: SMART, EDAC counters, the kernel log."""
+    tree.write(f"run/metalfleet/smart/{spec.disk.name}.json",
+               json.dumps(smart_report(spec.disk), indent=2))
+    for socket in range(spec.sockets):
+        mc = f"sys/devices/system/edac/mc/mc{socket}"
+        tree.write(f"{mc}/mc_name", "I10NM_imc" if "Intel" in spec.cpu_model else "F19h_M10h")
+        tree.write(f"{mc}/ue_count", 0)
+        tree.write(f"{mc}/ce_count", 0)
+    lines = ["kernel: [    0.000000] Linux version 5.15.0-lab (metalfleet lab) #1 SMP"]
+    if spec.gpus.count:
+        lines.append(f"kernel: [    9.512000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  "
+                     f"{spec.gpu_driver_version}")
+    tree.write("var/log/kern.log", "\n".join(lines))
 
 
 def _write_disk(root: Path, tree: _Tree, disk: DiskSpec) -> None:
@@ -351,6 +397,7 @@ def build_root(path: Path | str, spec: LabHardwareSpec) -> Path:
     tree.write("proc/meminfo", _meminfo(spec))
     _write_devices(tree, spec)
     _write_disk(root, tree, spec.disk)
+    _write_health_sources(tree, spec)
     dmi = "sys/class/dmi/id"
     for key, value in dataclasses.asdict(spec.dmi).items():
         tree.write(f"{dmi}/{key}", value)

@@ -2,8 +2,9 @@
 
 Each alert whose labels name a node (label ``node``, as the exported rules and the service
 discovery labels guarantee) is recorded as a node event of kind ``alert`` with its status
-(firing or resolved), alertname, severity and summary. Alerts for nodes metalfleet does not know
-are counted and dropped; alerts without a ``node`` label are counted as unlabelled.
+(firing or resolved), alertname, severity and summary, and fed to the health engine
+(health/alerts.py: firing -> a finding, resolved -> cleared). Alerts for nodes metalfleet does
+not know are counted and dropped; alerts without a ``node`` label are counted as unlabelled.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metalfleet.db import models as m
+from metalfleet.health import alerts as health_alerts
 from metalfleet.inventory import events
 
 ACTOR = "alertmanager"
@@ -79,6 +81,7 @@ def ingest(session: Session, payload: WebhookPayload) -> WebhookResult:
         if summary:
             message += f": {summary}"
         events.record(session, node=node, kind="alert", actor=ACTOR, message=message, data=data)
+        health_alerts.feed(session, node, status, alert.labels, alert.annotations, actor=ACTOR)
         recorded += 1
     return WebhookResult(received=len(payload.alerts), recorded=recorded, unknown_nodes=unknown,
                          unlabelled=unlabelled, unknown_node_names=sorted(unknown_names))

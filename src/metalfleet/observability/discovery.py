@@ -2,7 +2,9 @@
 
 Format: https://prometheus.io/docs/prometheus/latest/http_sd/ -- a JSON list of target groups
 ``{"targets": ["host:port"], "labels": {...}}``. Each node gives one group per exporter so the
-``role`` label tells node-exporter (9100) and the agent/DCGM GPU exporter (9400) apart.
+``role`` label tells node-exporter (9100) and the agent/DCGM GPU exporter (9400) apart. A node
+whose ``driver_info.exporter`` names one exporter (the lab's nodes) gets that one target, with
+``__metrics_path__``, role ``agent-exporter``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from metalfleet.db import models as m
 ADDRESS_LABEL = "metalfleet.io/address"
 NODE_EXPORTER_PORT = 9100
 GPU_EXPORTER_PORT = 9400
+# driver_info key naming a node's one agent exporter: {"address": "host:port",
+# "metrics_path": "/..."} (lab/exporters.py sets it for lab nodes)
+EXPORTER_KEY = "exporter"
+AGENT_ROLE = "agent-exporter"
 EXPORTERS: tuple[tuple[str, int], ...] = (
     ("node-exporter", NODE_EXPORTER_PORT),
     ("gpu-exporter", GPU_EXPORTER_PORT),
@@ -46,6 +52,14 @@ def targets(session: Session) -> list[dict[str, Any]]:
             "tenant": node.tenant.name if node.tenant else "",
             "cluster": clusters.get(node.id, ""),
         }
+        exporter = (node.driver_info or {}).get(EXPORTER_KEY)
+        if isinstance(exporter, dict) and exporter.get("address"):
+            # one exporter at a named address/path (the lab's shared server; an agent on
+            # another port): only that target
+            groups.append({"targets": [str(exporter["address"])], "labels": {
+                **labels, "role": AGENT_ROLE,
+                "__metrics_path__": str(exporter.get("metrics_path") or "/metrics")}})
+            continue
         host = _host(node)
         for role, port in EXPORTERS:
             groups.append({"targets": [f"{host}:{port}"], "labels": {**labels, "role": role}})

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.db.session import Database
+from metalfleet.health.metrics import HealthCollector
 
 BMC_ERROR_KINDS = ("timeout", "auth", "unreachable", "other")
 
@@ -89,6 +90,7 @@ class FleetCollector(Collector):
 def fleet_registry(db: Database, *, conductor_dead_after_s: float = 30.0) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(db, conductor_dead_after_s=conductor_dead_after_s))
+    registry.register(HealthCollector(db))  # open repair tickets, active health signals
     return registry
 
 

@@ -1,0 +1,94 @@
+"""Health routes: node health and reports, signals, repair tickets.
+
+Viewers, operators and admins read; operators and admins write (tenant members see none of
+it: the evidence names hardware across tenants).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from metalfleet.api.deps import WRITE, Caller, Context, DbSession, require
+from metalfleet.health import engine, intake, listing, revalidation, tickets
+from metalfleet.health import schemas as hs
+from metalfleet.inventory.lifecycle import load_node
+from metalfleet.inventory.schemas import Page, Role
+
+router = APIRouter(tags=["health"])
+reader = Depends(require(WRITE | {Role.VIEWER}, "reading node health"))
+writer = Depends(require(WRITE, "changing node health"))
+
+
+def _node_health(session: DbSession, name: str) -> hs.NodeHealthOut:
+    node = load_node(session, name)
+    return hs.node_health_out(node, engine.node_signals(session, node.id),
+                              tickets.open_ticket_of(session, node.id))
+
+
+@router.get("/v1/nodes/{name}/health", response_model=hs.NodeHealthOut,
+            dependencies=[reader])
+def node_health(session: DbSession, name: str) -> hs.NodeHealthOut:
+    """The node's health, its active signals with their evidence, and its open ticket."""
+    return _node_health(session, name)
+
+
+@router.post("/v1/nodes/{name}/health-reports", response_model=hs.NodeHealthOut,
+             dependencies=[writer])
+def health_report(session: DbSession, caller: Caller, context: Context, name: str,
+                  body: hs.HealthReportIn) -> hs.NodeHealthOut:
+    """A source's findings (``metalfleet-agent monitor`` posts here); remediation is at once."""
+    node = load_node(session, name)
+    intake.report(session, node, body.source, [f.to_finding() for f in body.findings],
+                  checks_run=body.checks_run, actor=caller.actor)
+    context.wake_conductor()  # a spare's deploy or a node's undeploy may be queued
+    return _node_health(session, name)
+
+
+@router.get("/v1/health/signals", response_model=Page[hs.SignalOut], dependencies=[reader])
+def list_signals(session: DbSession, node: str | None = None, status: str | None = None,
+                 check: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                 cursor: str | None = None) -> dict[str, Any]:
+    rows, next_cursor = listing.list_signals(session, node=node, status=status, check=check,
+                                             limit=limit, cursor=cursor)
+    return {"items": [hs.signal_out(s, name) for s, name in rows], "next": next_cursor}
+
+
+@router.get("/v1/repair-tickets", response_model=Page[hs.TicketOut], dependencies=[reader])
+def list_tickets(session: DbSession, status: str | None = None, node: str | None = None,
+                 limit: int = Query(100, ge=1, le=1000), cursor: str | None = None
+                 ) -> dict[str, Any]:
+    rows, next_cursor = tickets.list_tickets(session, status=status, node=node, limit=limit,
+                                             cursor=cursor)
+    return {"items": [hs.ticket_out(t) for t in rows], "next": next_cursor}
+
+
+@router.post("/v1/repair-tickets", response_model=hs.TicketOut, status_code=201,
+             dependencies=[writer])
+def open_ticket(session: DbSession, caller: Caller, context: Context, body: hs.TicketIn,
+                response: Response) -> hs.TicketOut:
+    """Open a ticket by hand: the node is drained and put in maintenance."""
+    ticket = revalidation.open_by_operator(session, body.node, body.component, body.summary,
+                                           actor=caller.actor)
+    response.headers["Location"] = f"/v1/repair-tickets/{ticket.id}"
+    context.wake_conductor()
+    return hs.ticket_out(ticket)
+
+
+@router.get("/v1/repair-tickets/{ticket_id}", response_model=hs.TicketOut,
+            dependencies=[reader])
+def show_ticket(session: DbSession, ticket_id: str) -> hs.TicketOut:
+    return hs.ticket_out(tickets.load_ticket(session, ticket_id))
+
+
+@router.post("/v1/repair-tickets/{ticket_id}/resolve", response_model=hs.TicketOut,
+             dependencies=[writer])
+def resolve_ticket(session: DbSession, caller: Caller, context: Context, ticket_id: str,
+                   body: hs.ResolveIn) -> hs.TicketOut:
+    """The node was repaired: its signals clear and re-validation starts; the ticket
+    resolves when the acceptance run passes."""
+    ticket = revalidation.resolve_by_operator(session, ticket_id, body.note,
+                                              actor=caller.actor)
+    context.wake_conductor()
+    return hs.ticket_out(ticket)
