@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from metalfleet.conductor.periodic import Periodic, interval_from_env
 from metalfleet.conductor.power_sync import SyncTarget
 from metalfleet.db import models as m
 from metalfleet.db.health_models import HealthSignal
@@ -42,15 +41,6 @@ SOURCE = "bmc"
 # (IPMI's SDR types arrive lowercased: "fan", "temperature", "power supply")
 CHECKS = {"fan": "fan", "temperature": "thermal", "power": "psu", "power supply": "psu"}
 _SEVERITY = {"critical": "critical", "warning": "warning"}
-
-
-def interval_from_env() -> float:
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        log.warning("ignoring %s=%r: not a number of seconds", INTERVAL_ENV, raw)
-        return DEFAULT_INTERVAL_S
 
 
 def _severity(sensor: dict[str, Any]) -> str | None:
@@ -99,7 +89,7 @@ class HealthSweepResult:
     seconds: float = 0.0
 
 
-class BmcHealthSweep:
+class BmcHealthSweep(Periodic[HealthSweepResult]):
     """One conductor's BMC sensor sweep. ``sweep()`` blocks (call it from a thread)."""
 
     def __init__(self, db: Database, *, targets: Callable[[], list[SyncTarget]],
@@ -110,34 +100,11 @@ class BmcHealthSweep:
         self.targets = targets
         self.hardware_types = hardware_types
         self.conductor = conductor
-        self.interval_s = interval_from_env() if interval_s is None else interval_s
+        super().__init__(interval_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
+                         if interval_s is None else interval_s)
         self.workers = workers
         self.call_timeout_s = call_timeout_s
-        self.last_result: HealthSweepResult | None = None
-        self._next_at = time.monotonic() + self.interval_s
-        self._running = threading.Lock()
         self._warned = False
-
-    def set_interval(self, seconds: float) -> None:
-        """Sweep every ``seconds`` from now on (0 turns it off)."""
-        self.interval_s = seconds
-        self._next_at = time.monotonic() + seconds
-
-    def due(self) -> bool:
-        if self.interval_s <= 0 or self._running.locked():
-            return False
-        return time.monotonic() >= self._next_at
-
-    def run_once(self) -> HealthSweepResult | None:
-        """One sweep unless one runs already; schedules the next one."""
-        if not self._running.acquire(blocking=False):
-            return None
-        try:
-            self.last_result = self.sweep()
-            return self.last_result
-        finally:
-            self._next_at = time.monotonic() + self.interval_s
-            self._running.release()
 
     def sweep(self) -> HealthSweepResult:
         started = time.monotonic()

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import os
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import update
 
+from metalfleet.conductor.periodic import Periodic, interval_from_env
 from metalfleet.conductor.power_sync import SyncTarget
 from metalfleet.db import models as m
 from metalfleet.db.session import Database, rowcount
@@ -35,20 +33,13 @@ KEEP_SEEN = 1000
 FIRST_SWEEP_NEWEST = 20
 
 
-def interval_from_env() -> float:
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        log.warning("ignoring %s=%r: not a number of seconds", INTERVAL_ENV, raw)
-        return DEFAULT_INTERVAL_S
-
-
 def entry_key(entry: dict[str, Any]) -> str:
     return f"{entry.get('log') or 'log'}/{entry.get('id')}"
 
 
-class BmcLogSync:
+class BmcLogSync(Periodic[int]):
+    """One conductor's BMC log sync; ``sweep()`` returns the number of events written."""
+
     def __init__(self, db: Database, *, targets: Callable[[], list[SyncTarget]],
                  hardware_types: Callable[[str], HardwareType], conductor: str,
                  interval_s: float | None = None, workers: int = 16,
@@ -57,26 +48,10 @@ class BmcLogSync:
         self.targets = targets
         self.hardware_types = hardware_types
         self.conductor = conductor
-        self.interval_s = interval_from_env() if interval_s is None else interval_s
+        super().__init__(interval_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
+                         if interval_s is None else interval_s)
         self.workers = workers
         self.call_timeout_s = call_timeout_s
-        self._next_at = time.monotonic() + self.interval_s
-        self._running = threading.Lock()
-
-    def due(self) -> bool:
-        if self.interval_s <= 0 or self._running.locked():
-            return False
-        return time.monotonic() >= self._next_at
-
-    def run_once(self) -> int | None:
-        """One sweep unless one runs already; returns the number of events written."""
-        if not self._running.acquire(blocking=False):
-            return None
-        try:
-            return self.sweep()
-        finally:
-            self._next_at = time.monotonic() + self.interval_s
-            self._running.release()
 
     def sweep(self) -> int:
         targets = [t for t in self.targets() if not t.bmc_error]

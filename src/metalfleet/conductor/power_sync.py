@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import os
 import threading
 import time
 import zlib
@@ -43,6 +42,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from metalfleet.conductor.periodic import Periodic, interval_from_env
 from metalfleet.core.errors import DriverError
 from metalfleet.core.states import WORK_STATES, PowerState
 from metalfleet.db import models as m
@@ -59,16 +59,6 @@ DEFAULT_INTERVAL_S = 60.0
 _WORK_STATE_VALUES = [state.value for state in WORK_STATES]
 _RETRYABLE = {"unreachable", "protocol_error", None}
 _WRITE_BATCH = 500
-
-
-def interval_from_env() -> float:
-    """``METALFLEET_POWER_SYNC_INTERVAL_S`` (seconds; 0 turns power sync off), default 60."""
-    raw = os.environ.get(INTERVAL_ENV, "")
-    try:
-        return max(0.0, float(raw)) if raw.strip() else DEFAULT_INTERVAL_S
-    except ValueError:
-        log.warning("ignoring %s=%r: not a number of seconds", INTERVAL_ENV, raw)
-        return DEFAULT_INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -116,7 +106,7 @@ def error_kind(bmc_error: str | None) -> str | None:
     return kind if sep and " " not in kind else "error"
 
 
-class PowerSync:
+class PowerSync(Periodic[SweepResult]):
     """One conductor's power sync. ``sweep()`` blocks (call it from a thread)."""
 
     def __init__(
@@ -139,7 +129,8 @@ class PowerSync:
         self.cipher = cipher
         self.conductor = conductor
         self.hardware_types = hardware_types
-        self.interval_s = interval_from_env() if interval_s is None else interval_s
+        super().__init__(interval_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
+                         if interval_s is None else interval_s)
         self.max_workers = max_workers
         self.per_bmc = per_bmc
         self.call_timeout_s = call_timeout_s
@@ -147,34 +138,6 @@ class PowerSync:
         self.backoff_s = backoff_s
         self.dead_after_s = dead_after_s
         self.power_for = power_for or _sync_power
-        self.last_result: SweepResult | None = None
-        self._next_at = time.monotonic() + self.interval_s
-        self._running = threading.Lock()
-
-    # -- scheduling -------------------------------------------------------------------------
-
-    def set_interval(self, seconds: float) -> None:
-        """Sweep every ``seconds`` from now on (0 turns power sync off)."""
-        self.interval_s = seconds
-        self._next_at = time.monotonic() + seconds
-
-    def due(self) -> bool:
-        """True when a sweep should start now (the first one after one interval)."""
-        if self.interval_s <= 0 or self._running.locked():
-            return False
-        return time.monotonic() >= self._next_at
-
-    def run_once(self) -> SweepResult | None:
-        """One sweep unless one is already running; schedules the next one."""
-        if not self._running.acquire(blocking=False):
-            return None
-        try:
-            result = self.sweep()
-            self.last_result = result
-            return result
-        finally:
-            self._next_at = time.monotonic() + self.interval_s
-            self._running.release()
 
     # -- the sweep --------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ acting twice on the same ticket or signal.
 from __future__ import annotations
 
 import logging
-import os
 import time
 
+from metalfleet.conductor.periodic import interval_from_env
 from metalfleet.db.session import Database
 from metalfleet.health import engine
 
@@ -20,21 +20,13 @@ INTERVAL_ENV = "METALFLEET_HEALTH_TICK_S"
 DEFAULT_INTERVAL_S = 2.0
 
 
-def interval_from_env() -> float:
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        log.warning("ignoring %s=%r: not a number of seconds", INTERVAL_ENV, raw)
-        return DEFAULT_INTERVAL_S
-
-
 class HealthTicker:
     def __init__(self, db: Database, *, conductor: str, interval_s: float | None = None
                  ) -> None:
         self.db = db
         self.actor = f"health-engine@{conductor}"
-        self.interval_s = interval_from_env() if interval_s is None else interval_s
+        self.interval_s = (interval_from_env(INTERVAL_ENV, DEFAULT_INTERVAL_S)
+                           if interval_s is None else interval_s)
         self._last = 0.0
 
     def due(self) -> bool:
