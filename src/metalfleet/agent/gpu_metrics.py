@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import json
 import logging
 import os
 import re
@@ -35,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metalfleet.agent.hardware_root import HardwareRoot
-from metalfleet.agent.inventory import NVML_JSON
+from metalfleet.agent.inventory import nvml_json
 from metalfleet.agent.prom_text import Family
 
 log = logging.getLogger("metalfleet.agent.gpu_metrics")
@@ -100,17 +99,6 @@ def kernel_xids(root: HardwareRoot) -> dict[str, int]:
     return {_pci_prefix(match.group(1)): int(match.group(2)) for match in _XID.finditer(text)}
 
 
-def _read_json(root: HardwareRoot) -> dict[str, Any] | None:
-    text = root.read_text(NVML_JSON)
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _sysfs_pcie(root: HardwareRoot, bus_id: str) -> dict[str, Any]:
     """Current link width/generation from sysfs (the values NVML would give)."""
     base = f"sys/bus/pci/devices/{_pci_prefix(bus_id)}.{bus_id.rsplit('.', 1)[-1] or '0'}"
@@ -129,7 +117,7 @@ def _sysfs_pcie(root: HardwareRoot, bus_id: str) -> dict[str, Any]:
 def gpu_readings(root: HardwareRoot) -> list[dict[str, Any]]:
     """One dict per GPU: index, name, uuid, pci_bus_id, memory_total_mib and the fields
     of :data:`GPU_FIELDS` that are known; error counters 0 for synthetic GPUs."""
-    answers = _read_json(root)
+    answers = nvml_json(root)
     synthetic = answers is not None
     devices: list[dict[str, Any]]
     if answers is not None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metalfleet.agent.hardware_root import HardwareRoot
-from metalfleet.agent.inventory import NVIDIA_VENDOR, NVML_JSON
+from metalfleet.agent.inventory import NVIDIA_VENDOR, NVML_JSON, nvml_json
 
 CHECKS = ("gpu-xid", "gpu-ecc", "gpu-missing", "pcie-width", "ib-link-down", "disk-smart",
           "edac")
@@ -135,12 +135,8 @@ def _expected_count(expected: dict[str, Any] | None, list_key: str, count_key: s
 
 def _nvml(root: HardwareRoot) -> dict[str, Any] | None:
     """The lab's NVML answers, else (host only) the live NVML's health counters."""
-    text = root.read_text(NVML_JSON)
-    if text is not None:
-        with contextlib.suppress(ValueError):
-            data = json.loads(text)
-            return data if isinstance(data, dict) else None
-        return None
+    if root.exists(NVML_JSON):
+        return nvml_json(root)
     return _nvml_live() if root.is_host else None
 
 

@@ -212,7 +212,7 @@ def _sysfs_bus_id(nvml_bus_id: str) -> str:
 
 
 def _gpus(root: HardwareRoot) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    answers = _nvml_json(root)
+    answers = nvml_json(root)
     if answers is None and root.is_host:
         answers = _nvml_live()
     if answers is None:
@@ -235,7 +235,8 @@ def _gpus(root: HardwareRoot) -> tuple[list[dict[str, Any]], dict[str, Any] | No
     return sorted(gpus, key=lambda gpu: gpu["index"]), driver
 
 
-def _nvml_json(root: HardwareRoot) -> dict[str, Any] | None:
+def nvml_json(root: HardwareRoot) -> dict[str, Any] | None:
+    """The lab's recorded NVML answers (``NVML_JSON``), None if absent or unreadable."""
     text = root.read_text(NVML_JSON)
     if text is None:
         return None
