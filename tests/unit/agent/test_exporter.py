@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from metalfleet.agent import gpu_metrics
+from metalfleet.agent import inventory
 from metalfleet.agent.exporter import MetricsServer, collect
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.agent.prom_text import Family, render
@@ -130,7 +130,7 @@ def test_network_error_counters(tmp_path: Path) -> None:
 
 def test_this_machine_without_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVML here: import fails
-    monkeypatch.setattr(gpu_metrics, "NVML_JSON", "run/metalfleet/absent-for-test.json")
+    monkeypatch.setattr(inventory, "NVML_JSON", "run/metalfleet/absent-for-test.json")
     samples = parse(collect(HardwareRoot("/")))
     assert not [name for name in samples if name.startswith("DCGM_")]
     assert samples["node_load1"][0][1] >= 0
@@ -198,7 +198,7 @@ def _fake_pynvml() -> types.ModuleType:
 
 def test_live_nvml_through_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml())
-    monkeypatch.setattr(gpu_metrics, "NVML_JSON", "run/metalfleet/absent-for-test.json")
+    monkeypatch.setattr(inventory, "NVML_JSON", "run/metalfleet/absent-for-test.json")
     samples = parse(collect(HardwareRoot("/")))
     assert by_gpu(samples, "DCGM_FI_DEV_GPU_UTIL") == {"0": 42, "1": 42}
     assert by_gpu(samples, "DCGM_FI_DEV_POWER_USAGE") == {"0": 350.5, "1": 350.5}
