@@ -93,7 +93,7 @@ def agent_conductor(context: AppContext, machines: SimulatedMachines) -> Conduct
     )
     return Conductor(context.db, context.cipher, name="agent-conductor", workers=4,
                      poll_interval_s=0.05, hardware_types=lambda name: hw,
-                     agent_heartbeat_timeout_s=2.0)
+                     agent_heartbeat_timeout_s=6.0)  # 3 missed heartbeats (every 2 s)
 
 
 def _state(client: TestClient, name: str) -> str:
