@@ -135,6 +135,7 @@ async def serve(
         )
         server = EmbeddedServer(config)
         tasks.append(asyncio.create_task(server.serve()))
+    core = list(tasks)  # the API and the conductor: they finish on their own when told to
     for make_task in extra_tasks or []:
         tasks.append(asyncio.create_task(make_task(context)))
     waiter = asyncio.create_task(stop.wait())
@@ -146,9 +147,11 @@ async def serve(
         server.should_exit = True
     if worker is not None:
         worker.stop()
-    # Give the API and running conductor steps a moment to finish, then cancel the rest.
-    # Steps still running are recovered by the next conductor as failed, with the reason.
-    await asyncio.wait(tasks, timeout=10)
+    # Give the API and running conductor steps a moment to finish, then cancel the rest (extra
+    # tasks such as the lab loop run until cancelled). Steps still running are recovered by
+    # the next conductor as failed, with the reason.
+    if core:
+        await asyncio.wait(core, timeout=10)
     for task in tasks:
         if not task.done():
             task.cancel()
