@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from metalfleet.core.errors import DriverError
 from metalfleet.db import models as m
 from metalfleet.drivers.base import BmcCredentials, ImageRef, NodeContext
-from metalfleet.inventory.images import SIDECAR_SUFFIX
+from metalfleet.inventory.images import CONVERTED_SUFFIX
 from metalfleet.secrets import CredentialCipher
 
 
-def _fetch_conversion(location: str, name: str) -> dict[str, Any] | None:
-    """The sidecar of the raw conversion beside the image's file (qcow2, see inventory/images)."""
-    sidecar_name = f"{name}{SIDECAR_SUFFIX}"
-    base = location.rsplit("/", 1)[0]
-    try:
-        if location.startswith("file://"):
-            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(base).path)) / sidecar_name
-            if not path.is_file():
-                return None
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        if location.startswith(("http://", "https://")):
-            with urllib.request.urlopen(f"{base}/{sidecar_name}", timeout=10) as response:
-                fetched: dict[str, Any] = json.loads(response.read())
-                return fetched
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def image_ref(
-    image: m.Image,
-    fetch_conversion: Callable[[str, str], dict[str, Any] | None] = _fetch_conversion,
-) -> ImageRef:
+def image_ref(image: m.Image) -> ImageRef:
     """What the agent writes. The agent writes raw only, so a qcow2 image is handed over as its
     raw conversion (POST /v1/images/NAME/convert); without one this raises DriverError."""
     if image.disk_format != "qcow2":
@@ -51,20 +24,19 @@ def image_ref(
             size_bytes=image.size_bytes,
             disk_format=image.disk_format,
         )
-    record = fetch_conversion(image.location, image.name)
-    if record is None or (image.sha256 and record.get("source_sha256") != image.sha256):
+    if image.raw_sha256 is None or (image.sha256 and image.raw_source_sha256 != image.sha256):
         raise DriverError(
             f"image {image.name} is qcow2 and the deploy agent writes raw images only: "
             f"convert the image first: POST /v1/images/{image.name}/convert"
         )
     base = image.location.rsplit("/", 1)[0]
     if image.location.startswith("file://"):
-        url = f"{base}/{record['file']}"
-    else:
+        url = f"{base}/{image.name}{CONVERTED_SUFFIX}"
+    else:  # the API that serves <root>/images/<file> serves <root>/v1/images/<name>/raw
         root = base[: -len("/images")] if base.endswith("/images") else base
         url = f"{root}/v1/images/{image.name}/raw"
-    return ImageRef(name=image.name, url=url, sha256=str(record["sha256"]),
-                    size_bytes=int(record["size_bytes"]), disk_format="raw")
+    return ImageRef(name=image.name, url=url, sha256=image.raw_sha256,
+                    size_bytes=image.raw_size_bytes, disk_format="raw")
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,11 @@ class Image(IdMixin, Base):
     location: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The raw conversion of a qcow2 image (the deploy agent writes raw): its checksum and size,
+    # and the checksum of the qcow2 file it was made from (a newer upload makes it stale).
+    raw_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    raw_size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    raw_source_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Node(IdMixin, Base):

@@ -3,8 +3,9 @@
 Uploaded images live in ``<data-dir>/images/<name>.<format>`` and are served by the API's
 ``/images`` mount. The deploy agent runs in a ramdisk without qemu-img, so a qcow2 image is
 converted here once (``qemu-img convert -O raw``) into ``<name>.converted.raw`` beside the
-original, with a sidecar ``<name>.converted.json`` recording the raw file's sha256 and size;
-the conductor hands the agent that raw stream (conductor/context.py).
+original; the image's row records the raw file's sha256 and size and the qcow2 checksum it was
+made from (``raw_*`` columns), and the conductor hands the agent that raw stream
+(conductor/context.py), served at ``/v1/images/<name>/raw``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ CHUNK = 1 << 20
 MAX_UPLOAD_BYTES = 64 << 30
 SUPPORTED_FORMATS = ("raw", "qcow2")
 CONVERTED_SUFFIX = ".converted.raw"
-SIDECAR_SUFFIX = ".converted.json"
 
 
 class TooLargeError(MetalfleetError):
@@ -190,23 +190,15 @@ def mismatches(registered: dict[str, Any], actual: ImageFacts) -> dict[str, dict
     return found
 
 
-def read_conversion(data_dir: Path, name: str) -> dict[str, Any] | None:
-    sidecar = images_dir(data_dir) / f"{name}{SIDECAR_SUFFIX}"
-    raw = images_dir(data_dir) / f"{name}{CONVERTED_SUFFIX}"
-    if not sidecar.is_file() or not raw.is_file():
-        return None
-    data: dict[str, Any] = json.loads(sidecar.read_text())
-    return data
+def converted_file(data_dir: Path, name: str) -> Path:
+    """Where the raw conversion of qcow2 image ``name`` lives (it may not exist yet)."""
+    return images_dir(data_dir) / f"{name}{CONVERTED_SUFFIX}"
 
 
-def convert(data_dir: Path, name: str, source: Path, source_sha256: str | None) -> dict[str, Any]:
-    """Convert a qcow2 file to raw beside the images (once per source checksum)."""
+def convert(data_dir: Path, name: str, source: Path) -> ImageFacts:
+    """Convert a qcow2 file to raw beside the images; the raw file's checksum and size."""
     directory = images_dir(data_dir)
-    raw = directory / f"{name}{CONVERTED_SUFFIX}"
-    sidecar = directory / f"{name}{SIDECAR_SUFFIX}"
-    existing = read_conversion(data_dir, name)
-    if existing is not None and source_sha256 and existing.get("source_sha256") == source_sha256:
-        return existing
+    raw = converted_file(data_dir, name)
     tmp = directory / f".{name}.converting.raw"
     try:
         done = subprocess.run(
@@ -222,9 +214,4 @@ def convert(data_dir: Path, name: str, source: Path, source_sha256: str | None) 
         raise ValidationError(f"qemu-img convert failed: {done.stderr.strip()[:300]}")
     sha256, size = _hash_file(tmp)
     tmp.replace(raw)
-    record = {"name": name, "file": raw.name, "sha256": sha256, "size_bytes": size,
-              "source_sha256": source_sha256}
-    tmp_sidecar = directory / f".{name}.sidecar.json"
-    tmp_sidecar.write_text(json.dumps(record, indent=1) + "\n")
-    tmp_sidecar.replace(sidecar)
-    return record
+    return ImageFacts(sha256, size, "raw")

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from metalfleet.api.deps import AppContext
 
@@ -163,14 +164,21 @@ def test_verify_reports_mismatches_without_changing_the_record(
 
 def test_conductor_hands_the_agent_the_converted_raw_stream(
     live_server: str, admin_token: str, qcow2_file: Path, raw_file: Path,
-    tmp_path: Path,
+    tmp_path: Path, context: AppContext,
 ) -> None:
     """Over a real socket: upload qcow2, the deploy is refused until converted, then the agent
-    writes the raw stream and its checksum verifies."""
+    writes the raw stream and its checksum verifies. The conversion is recorded in the
+    image's row, which is what the conductor reads."""
     from metalfleet.agent.disk import write_image
     from metalfleet.conductor.context import image_ref
     from metalfleet.core.errors import DriverError
     from metalfleet.db import models as m
+
+    def row() -> m.Image:
+        with context.db.session() as session:
+            image = session.scalars(select(m.Image).where(m.Image.name == "q")).one()
+            session.expunge(image)
+            return image
 
     headers = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=live_server, headers=headers, timeout=30) as http:
@@ -178,13 +186,10 @@ def test_conductor_hands_the_agent_the_converted_raw_stream(
                              content=qcow2_file.read_bytes())
         assert uploaded.status_code == 201, uploaded.text
         assert uploaded.json()["location"] == f"{live_server}/images/q.qcow2"
-        record = uploaded.json()
-        row = m.Image(**{key: record[key] for key in (
-            "name", "os", "location", "disk_format", "sha256", "size_bytes")})
         with pytest.raises(DriverError, match="POST /v1/images/q/convert"):
-            image_ref(row)
+            image_ref(row())
         assert http.post("/v1/images/q/convert").status_code == 200
-        ref = image_ref(row)
+        ref = image_ref(row())
     assert ref.url == f"{live_server}/v1/images/q/raw" and ref.disk_format == "raw"
     assert ref.sha256 is not None
     target = tmp_path / "disk"

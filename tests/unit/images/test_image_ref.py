@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -39,33 +38,25 @@ def test_unconverted_qcow2_fails_with_the_fix(tmp_path: Path) -> None:
         _ = lazy.sha256
 
 
-def _sidecar(directory: Path, source_sha256: str) -> None:
-    (directory / "q.converted.raw").write_bytes(b"\0" * 10)
-    (directory / "q.converted.json").write_text(json.dumps({
-        "name": "q", "file": "q.converted.raw", "sha256": SHA_RAW, "size_bytes": 10,
-        "source_sha256": source_sha256}))
+def _converted(row: m.Image, source_sha256: str) -> m.Image:
+    row.raw_sha256, row.raw_size_bytes, row.raw_source_sha256 = SHA_RAW, 10, source_sha256
+    return row
 
 
 def test_converted_qcow2_is_handed_over_as_raw(tmp_path: Path) -> None:
-    _sidecar(tmp_path, SHA_Q)
-    ref = image_ref(_image_row((tmp_path / "q.qcow2").as_uri()))
+    ref = image_ref(_converted(_image_row((tmp_path / "q.qcow2").as_uri()), SHA_Q))
     assert ref.disk_format == "raw"
     assert ref.url == (tmp_path / "q.converted.raw").as_uri()
     assert ref.sha256 == SHA_RAW and ref.size_bytes == 10
 
 
 def test_http_location_uses_the_raw_endpoint() -> None:
-    def fetch(location: str, name: str) -> dict[str, object]:
-        assert location == "http://10.0.0.1:8080/images/q.qcow2" and name == "q"
-        return {"file": "q.converted.raw", "sha256": SHA_RAW, "size_bytes": 10,
-                "source_sha256": SHA_Q}
-
-    ref = image_ref(_image_row("http://10.0.0.1:8080/images/q.qcow2"), fetch)
+    ref = image_ref(_converted(_image_row("http://10.0.0.1:8080/images/q.qcow2"), SHA_Q))
     assert ref.url == "http://10.0.0.1:8080/v1/images/q/raw"
     assert ref.sha256 == SHA_RAW and ref.disk_format == "raw"
 
 
 def test_a_stale_conversion_is_not_used(tmp_path: Path) -> None:
-    _sidecar(tmp_path, "c" * 64)  # converted from an older file
+    row = _converted(_image_row((tmp_path / "q.qcow2").as_uri()), "c" * 64)  # an older file
     with pytest.raises(DriverError, match="convert the image first"):
-        image_ref(_image_row((tmp_path / "q.qcow2").as_uri()))
+        image_ref(row)

@@ -98,11 +98,12 @@ async def convert(
             "by upload (POST /v1/images/upload) so that it can be converted"
         )
     registered = _registered(image)
+    raw_file = images.converted_file(data_dir, name)
+    if (image.raw_sha256 and image.sha256 and image.raw_source_sha256 == image.sha256
+            and raw_file.is_file()):
+        return _conversion_out(request, image)  # converted from this very file already
 
-    def work() -> dict[str, Any]:
-        cached = images.read_conversion(data_dir, name)
-        if cached is not None and image.sha256 and cached.get("source_sha256") == image.sha256:
-            return cached
+    def work() -> tuple[str, images.ImageFacts]:
         facts = images.facts(source)
         found = images.mismatches(registered, facts)
         if found:
@@ -110,20 +111,29 @@ async def convert(
                 f"image {name!r} no longer matches its record; not converting",
                 mismatches=found,
             )
-        return images.convert(data_dir, name, source, facts.sha256)
+        return facts.sha256, images.convert(data_dir, name, source)
 
-    record = await asyncio.to_thread(work)
-    return {**record, "url": f"{str(request.base_url).rstrip('/')}/v1/images/{name}/raw"}
+    source_sha256, raw = await asyncio.to_thread(work)
+    image.raw_sha256, image.raw_size_bytes = raw.sha256, raw.size_bytes
+    image.raw_source_sha256 = source_sha256
+    return _conversion_out(request, image)
+
+
+def _conversion_out(request: Request, image: m.Image) -> dict[str, Any]:
+    return {"name": image.name, "file": f"{image.name}{images.CONVERTED_SUFFIX}",
+            "sha256": image.raw_sha256, "size_bytes": image.raw_size_bytes,
+            "source_sha256": image.raw_source_sha256,
+            "url": f"{str(request.base_url).rstrip('/')}/v1/images/{image.name}/raw"}
 
 
 @router.get("/{name}/raw", summary="The raw conversion of a qcow2 image (no token, as /images)")
-def raw(name: str, context: Context) -> FileResponse:
+def raw(name: str, context: Context, session: DbSession) -> FileResponse:
     # Nodes fetch images without a token, like the /images mount; only converted files exist.
-    record = images.read_conversion(context.settings.data_dir, name)
-    if record is None:
+    image = resources.get(session, KIND, name)
+    path = images.converted_file(context.settings.data_dir, name)
+    if image.raw_sha256 is None or not path.is_file():
         raise NotFoundError(
             f"image {name!r} has no raw conversion; POST /v1/images/{name}/convert first"
         )
-    path = images.images_dir(context.settings.data_dir) / str(record["file"])
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"{name}.raw")
