@@ -116,6 +116,7 @@ async def convert(
     source_sha256, raw = await asyncio.to_thread(work)
     image.raw_sha256, image.raw_size_bytes = raw.sha256, raw.size_bytes
     image.raw_source_sha256 = source_sha256
+    session.commit()  # visible before the answer: the client may deploy at once
     return _conversion_out(request, image)
 
 
