@@ -27,8 +27,15 @@ from metalfleet.lab.exporters import LabExporters
 from metalfleet.lab.faults import FaultBook, LabNodeRef
 from metalfleet.observability.export import ExportOptions, export
 from tests.conftest import free_port
-from tests.integration.observability.test_lab_scrape import lab, processes  # noqa: F401
-from tests.integration.observability.test_real_peers import _binary, _get, _start, _token, _wait
+from tests.integration.observability.test_lab_scrape import lab  # noqa: F401
+from tests.integration.observability.test_real_peers import (  # noqa: F401  (fixture)
+    _binary,
+    _get,
+    _start,
+    _token,
+    _wait,
+    processes,
+)
 
 GPU_CLASS = "gpu-h100-8x"
 

@@ -28,22 +28,16 @@ from metalfleet.lab.fleet import ensure_nodes, ensure_topology, layout
 from metalfleet.lab.runner import start_lab_bmcs
 from metalfleet.observability.export import ExportOptions, export
 from tests.conftest import fake_node, free_port
-from tests.integration.observability.test_real_peers import _binary, _get, _start, _token, _wait
+from tests.integration.observability.test_real_peers import (  # noqa: F401  (fixture)
+    _binary,
+    _get,
+    _start,
+    _token,
+    _wait,
+    processes,
+)
 
 LAB_NODES = 4  # lab-gpu-01..03 and lab-cpu-01
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -102,7 +96,7 @@ def test_sd_lists_active_lab_nodes_at_the_lab_exporter(
 @pytest.mark.slow
 def test_prometheus_scrapes_the_lab_and_fires_gpu_alerts(
     client: TestClient, context: AppContext, live_server: str, tmp_path: Path,
-    processes: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],  # noqa: F811  (the shared fixture)
     lab: tuple[LabBmcEmulator, BmcServer, LabExporters],
 ) -> None:
     prometheus = _binary("prometheus", "prometheus")
