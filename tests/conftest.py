@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from metalfleet.api.app import create_app
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.config import Settings
 from metalfleet.server import bootstrap

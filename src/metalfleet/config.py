@@ -34,6 +34,8 @@ class Settings:
     bmc_health_interval_s: float | None = None
     # `up --lab`: how often the lab runs the agent's in-band checks on every lab node.
     lab_health_interval_s: float = 1.0
+    # Largest image upload accepted by POST /v1/images/upload.
+    max_upload_bytes: int = 64 * 1024**3
     extra: dict[str, str] = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:

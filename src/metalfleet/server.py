@@ -16,7 +16,7 @@ import uvicorn
 from sqlalchemy import select
 
 from metalfleet.api.app import create_app
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.config import Settings
 from metalfleet.db import migrate

@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from metalfleet import __version__
 from metalfleet.api import problems
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.api.routes import (
     acceptance,
     agent,

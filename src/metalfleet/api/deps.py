@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from metalfleet.config import Settings
 from metalfleet.core.errors import AuthenticationError, PermissionDeniedError
-from metalfleet.db.session import Database
 from metalfleet.inventory import tokens
 from metalfleet.inventory.schemas import Role
 from metalfleet.inventory.tokens import Principal
-from metalfleet.secrets import CredentialCipher
-
-
-@dataclass
-class AppContext:
-    db: Database
-    cipher: CredentialCipher
-    settings: Settings
-    wake_conductor: Callable[[], None] = lambda: None
-    extras: dict[str, Any] = field(default_factory=dict)
+from metalfleet.runtime import AppContext
 
 
 def get_context(request: Request) -> AppContext:
@@ -59,7 +47,9 @@ def get_principal(request: Request, context: Context) -> Principal:
             "send 'Authorization: Bearer <token>'; the admin token is in <data-dir>/admin.token"
         )
     with context.db.session() as session:
-        return tokens.authenticate(session, secret.strip())
+        principal = tokens.authenticate(session, secret.strip())
+    request.state.principal = principal  # the audit log reads who called
+    return principal
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

@@ -1,4 +1,4 @@
-"""The running lab, as the API of the same process reaches it (``context.extras["lab"]``)."""
+"""The running lab, as the API of the same process reaches it (``context.plugins["lab"]``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.core.errors import NotFoundError
 from metalfleet.db import models as m
 from metalfleet.lab.bmc_emulator import LabBmcEmulator
@@ -58,12 +58,12 @@ def open_lab(context: AppContext, emulator: LabBmcEmulator, *,
     handle = LabHandle(emulator=emulator, faults=faults, health=health)
     if start_health:
         health.start()
-    context.extras[EXTRAS_KEY] = handle
+    context.plugins[EXTRAS_KEY] = handle
     return handle
 
 
 def close_lab(context: AppContext, handle: LabHandle) -> None:
-    if context.extras.get(EXTRAS_KEY) is handle:
-        del context.extras[EXTRAS_KEY]
+    if context.plugins.get(EXTRAS_KEY) is handle:
+        del context.plugins[EXTRAS_KEY]
     if handle.health is not None:
         handle.health.stop()

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.inventory import resources
 from metalfleet.lab import autopilot

@@ -10,8 +10,9 @@ import pydantic
 from fastapi import Response
 from sqlalchemy.orm import Session
 
-from metalfleet.api.deps import WRITE, AppContext, require
+from metalfleet.api.deps import WRITE, require
 from metalfleet.api.routes import nodes as api_nodes
+from metalfleet.runtime import AppContext
 from metalfleet.core.errors import MetalfleetError
 from metalfleet.core.states import Action, NodeState, allowed_actions
 from metalfleet.db import models as m

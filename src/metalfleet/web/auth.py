@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.core.errors import AuthenticationError
 from metalfleet.inventory import tokens
 from metalfleet.inventory.tokens import Principal

@@ -65,6 +65,7 @@ def posting_caller(request: Request, context: Context) -> Principal | Response:
         return auth.to_login(request)
     if not auth.same_origin(request):
         return forbidden()
+    request.state.principal = caller  # the audit log reads who called
     return caller
 
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from metalfleet.agent.daemon import Agent
 from metalfleet.agent.hardware_root import HardwareRoot
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.core.states import PowerState
 from metalfleet.drivers import agent_remote, fake

@@ -10,7 +10,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from tests.conftest import drive, fake_node

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.boot.dhcp_service import DhcpService, hosts_for_network, settings_for_network
 from metalfleet.boot.dnsmasq import Dnsmasq
 from tests.conftest import fake_node

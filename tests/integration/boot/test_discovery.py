@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from metalfleet.agent.daemon import Agent
 from metalfleet.agent.hardware_root import HardwareRoot
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.inventory import discovery, events

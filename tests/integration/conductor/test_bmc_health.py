@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.bmc_health import BmcHealthSweep, findings_from_sensors
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.conductor.worker import Conductor

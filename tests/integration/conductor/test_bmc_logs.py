@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.bmc_logs import FIRST_SWEEP_NEWEST, BmcLogSync
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.drivers import fake

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import select, update
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.conductor.worker import Conductor
 from metalfleet.core.errors import DriverError

@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor import reservation
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.drivers.base import BmcCredentials, NodeContext
 from metalfleet.drivers.redfish import RedfishBoot, RedfishClient

@@ -20,7 +20,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator
 from metalfleet.lab.exporters import LabExporters

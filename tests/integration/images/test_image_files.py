@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
 
@@ -119,11 +119,11 @@ def test_other_formats_and_bad_requests_are_refused(
         .status_code == 422
     assert client.post("/v1/images/upload", params={"name": "Bad Name"}, content=b"x")\
         .status_code == 422
-    context.extras["max_upload_bytes"] = 1000
+    context.settings.max_upload_bytes = 1000
     too_big = _upload(client, "big", raw_file)
     assert too_big.status_code == 413
     assert not list((context.settings.data_dir / "images").glob("*big*"))
-    del context.extras["max_upload_bytes"]
+    context.settings.max_upload_bytes = 64 << 30
     assert _upload(client, "plain", raw_file).status_code == 201
     refused = client.post("/v1/images/plain/convert")
     assert refused.status_code == 422

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.agent.inventory import collect_inventory
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory import tokens

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.lab import autopilot
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator

@@ -22,7 +22,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.observability.export import ExportOptions, export
 from tests.conftest import fake_node, free_port

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 
 BIN = Path(sys.executable).parent

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
 from metalfleet.conductor.worker import Conductor
 from tests.conftest import drive

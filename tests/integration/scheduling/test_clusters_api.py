@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 

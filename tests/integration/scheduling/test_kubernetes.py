@@ -10,7 +10,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 

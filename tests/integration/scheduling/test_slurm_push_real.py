@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m

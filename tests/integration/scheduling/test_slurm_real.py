@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.api.deps import AppContext
+from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.scheduling import allocation, render
 from metalfleet.scheduling.slurm import control, sync

@@ -42,7 +42,7 @@ async def upload(
         raise ConflictError(
             f"an image named {name!r} already exists; pick another name or delete it first"
         )
-    limit = int(context.extras.get("max_upload_bytes", images.MAX_UPLOAD_BYTES))
+    limit = context.settings.max_upload_bytes
     path, facts = await images.store_upload(
         context.settings.data_dir, name, request.stream(), max_bytes=limit
     )

@@ -55,7 +55,7 @@ def _node(session: DbSession, name: str) -> m.Node:
 def inject_fault(body: FaultIn, session: DbSession, context: Context,
                  caller: Writer) -> FaultOut:
     """Make the node's synthetic hardware (and BMC) show the fault; detectors find it."""
-    lab = lab_of(context.extras)
+    lab = lab_of(context.plugins)
     node = _node(session, body.node)
     fault = lab.faults.inject(LabNodeRef.of(node), body.kind, body.component)
     events.record(session, node=node, kind="lab-fault", actor=caller.actor,
@@ -68,14 +68,14 @@ def inject_fault(body: FaultIn, session: DbSession, context: Context,
 @router.get("/faults", response_model=FaultList, responses=ERRORS)
 def list_faults(context: Context, caller: Reader, node: str | None = None) -> FaultList:
     """The faults active in the lab (optionally of one node)."""
-    lab = lab_of(context.extras)
+    lab = lab_of(context.plugins)
     return FaultList(items=[FaultOut(**f.to_dict()) for f in lab.faults.active(node)])
 
 
 @router.delete("/faults/{name}", response_model=FaultList, responses=ERRORS)
 def clear_faults(name: str, session: DbSession, context: Context, caller: Writer) -> FaultList:
     """Repair the node: every fault on it goes; returns the faults that were active."""
-    lab = lab_of(context.extras)
+    lab = lab_of(context.plugins)
     node = _node(session, name)
     cleared = lab.faults.clear(LabNodeRef.of(node))
     events.record(session, node=node, kind="lab-fault", actor=caller.actor,

@@ -25,12 +25,10 @@ def prometheus_metrics(context: Context) -> Response:
     """Fleet gauges in the Prometheus text format. No auth: counts only, no names."""
     from metalfleet.observability import metrics
 
-    registry = context.extras.get("metrics_registry")
-    if registry is None:
-        registry = metrics.fleet_registry(
+    if context.metrics_registry is None:
+        context.metrics_registry = metrics.fleet_registry(
             context.db, conductor_dead_after_s=context.settings.conductor_dead_after_s)
-        context.extras["metrics_registry"] = registry
-    return Response(metrics.render(registry), media_type=CONTENT_TYPE)
+    return Response(metrics.render(context.metrics_registry), media_type=CONTENT_TYPE)
 
 
 @router.get("/v1/observability/prometheus/sd", tags=["observability"],
