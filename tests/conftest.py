@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from metalfleet.api.app import create_app
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.config import Settings
+from metalfleet.runtime import AppContext, LabAllowance
 from metalfleet.server import bootstrap
 
 PG_ADMIN_URL = os.environ.get(
@@ -75,7 +75,19 @@ def admin_token(context: AppContext) -> str:
 
 
 @pytest.fixture
-def client(context: AppContext, admin_token: str) -> Iterator[TestClient]:
+def lab_enabled(context: AppContext) -> LabAllowance:
+    """This test's process is a lab process (`up --lab`): the lab's shortcuts, hardware type
+    and routes are registered. A test (or fixture) that needs the lab's routes takes this."""
+    from metalfleet.lab import plugin
+
+    return plugin.enable(context)
+
+
+@pytest.fixture
+def client(request: pytest.FixtureRequest, context: AppContext,
+           admin_token: str) -> Iterator[TestClient]:
+    if "lab_enabled" in request.fixturenames:  # its routes must exist before the app is built
+        request.getfixturevalue("lab_enabled")
     with TestClient(create_app(context)) as test_client:
         test_client.headers["Authorization"] = f"Bearer {admin_token}"
         yield test_client
@@ -124,9 +136,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live_server(context: AppContext) -> Iterator[str]:
+def live_server(request: pytest.FixtureRequest, context: AppContext) -> Iterator[str]:
     """The API on a real socket (127.0.0.1, free port), for peers that fetch over HTTP."""
     import threading
+
+    if "lab_enabled" in request.fixturenames:
+        request.getfixturevalue("lab_enabled")
 
     import uvicorn
 

@@ -7,6 +7,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("./metalfleet-data")
+# Nodes of one class a tenant may hold when no quota row says otherwise.
+DEFAULT_QUOTA_NODES = 16
+
+
+def default_quota_from_env() -> int | None:
+    """METALFLEET_DEFAULT_QUOTA_NODES: a number, or "unlimited" (not recommended)."""
+    text = os.environ.get("METALFLEET_DEFAULT_QUOTA_NODES", "").strip().lower()
+    if not text:
+        return DEFAULT_QUOTA_NODES
+    if text == "unlimited":
+        return None
+    if not text.isdigit():
+        raise ValueError(f"METALFLEET_DEFAULT_QUOTA_NODES={text!r}: a number or 'unlimited'")
+    return int(text)
 
 
 @dataclass
@@ -34,6 +48,8 @@ class Settings:
     bmc_health_interval_s: float | None = None
     # `up --lab`: how often the lab runs the agent's in-band checks on every lab node.
     lab_health_interval_s: float = 1.0
+    # A tenant without a quota row for a class may hold this many nodes of it (None: no limit).
+    default_quota_nodes: int | None = field(default_factory=default_quota_from_env)
     # Largest image upload accepted by POST /v1/images/upload.
     max_upload_bytes: int = 64 * 1024**3
     extra: dict[str, str] = field(default_factory=dict)

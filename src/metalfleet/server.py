@@ -16,7 +16,6 @@ import uvicorn
 from sqlalchemy import select
 
 from metalfleet.api.app import create_app
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.config import Settings
 from metalfleet.db import migrate
@@ -25,6 +24,7 @@ from metalfleet.db.session import Database
 from metalfleet.health import rules as health_rules
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory import tokens
+from metalfleet.runtime import AppContext
 from metalfleet.secrets import load_cipher
 
 log = logging.getLogger(__name__)

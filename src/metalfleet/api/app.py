@@ -7,7 +7,6 @@ from fastapi.staticfiles import StaticFiles
 
 from metalfleet import __version__
 from metalfleet.api import problems
-from metalfleet.runtime import AppContext
 from metalfleet.api.routes import (
     acceptance,
     agent,
@@ -16,7 +15,6 @@ from metalfleet.api.routes import (
     fleet,
     health,
     images,
-    lab,
     misc,
     nocloud,
     nodes,
@@ -24,6 +22,7 @@ from metalfleet.api.routes import (
     resources,
 )
 from metalfleet.health import rules as health_rules
+from metalfleet.runtime import AppContext
 from metalfleet.web import routes as web
 
 
@@ -48,7 +47,8 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(clusters.router)
     app.include_router(health.router)
     app.include_router(observability.router)
-    app.include_router(lab.router)
+    for router in context.routers:  # plug-ins' (the lab's, in a --lab process)
+        app.include_router(router)
     app.include_router(images.router)  # before the generic /v1/images routes
     for router in resources.all_routers():
         app.include_router(router)

@@ -85,8 +85,10 @@ def up(
     context = bootstrap(settings)
     extra = []
     if lab:
+        from metalfleet.lab import plugin
         from metalfleet.lab.runner import LAB_BMC_HEALTH_INTERVAL_S, lab_task
 
+        plugin.enable(context)  # before the app is built: the lab's routes join it
         if settings.bmc_health_interval_s is None:  # lab faults should show within seconds
             settings.bmc_health_interval_s = LAB_BMC_HEALTH_INTERVAL_S
         extra.append(lab_task(lab))

@@ -34,38 +34,58 @@ DEFAULT_DISK = "dev/nvme0n1"
 CLEAN_MODES = ("metadata", "full")
 
 
-def hardware_root(node: NodeContext) -> HardwareRoot:
-    path = node.driver_info.get("hardware_root")
-    if not path:
-        raise DriverError(
-            f"node {node.name}: driver_info.hardware_root is required by the agent-local "
-            "driver (the node's synthetic hardware root)"
-        )
-    if not Path(path).is_dir():
-        raise DriverError(f"node {node.name}: hardware root {path} does not exist")
-    return HardwareRoot(path)
+def _within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
 
 
-def root_disk(node: NodeContext) -> tuple[HardwareRoot, Path]:
-    root = hardware_root(node)
-    disk = root.resolve(str(node.driver_info.get("disk", DEFAULT_DISK)))
-    if not disk.exists():
-        raise DriverError(f"node {node.name}: disk {disk} does not exist in the hardware root")
-    return root, disk
+class Confined:
+    """The agent-local interfaces read and write only below ``allowed`` (the lab's folder):
+    a node row that names any other path fails its step instead of touching the host."""
+
+    def __init__(self, allowed: Path) -> None:
+        self.allowed = allowed
+
+    def hardware_root(self, node: NodeContext) -> HardwareRoot:
+        path = node.driver_info.get("hardware_root")
+        if not path:
+            raise DriverError(
+                f"node {node.name}: driver_info.hardware_root is required by the agent-local "
+                "driver (the node's synthetic hardware root)"
+            )
+        if not _within(Path(path), self.allowed):
+            raise DriverError(f"node {node.name}: hardware root {path} is outside the lab's "
+                              f"folder {self.allowed}; refusing to touch it")
+        if not Path(path).is_dir():
+            raise DriverError(f"node {node.name}: hardware root {path} does not exist")
+        return HardwareRoot(path)
+
+    def root_disk(self, node: NodeContext) -> tuple[HardwareRoot, Path]:
+        root = self.hardware_root(node)
+        disk = root.resolve(str(node.driver_info.get("disk", DEFAULT_DISK)))
+        if not _within(disk, root.path):
+            raise DriverError(f"node {node.name}: disk {disk} is outside its hardware root")
+        if not disk.exists():
+            raise DriverError(
+                f"node {node.name}: disk {disk} does not exist in the hardware root")
+        return root, disk
 
 
-class AgentLocalInspect(InspectInterface):
+class AgentLocalInspect(Confined, InspectInterface):
     def inspect(self, node: NodeContext) -> dict[str, Any]:
-        root = hardware_root(node)
+        root = self.hardware_root(node)
         node.report(10, "collecting hardware inventory")
         inventory = collect_inventory(root)
         node.report(100, "inventory collected")
         return inventory
 
 
-class AgentLocalBurnIn(BurnInInterface):
+class AgentLocalBurnIn(Confined, BurnInInterface):
     def burn_in(self, node: NodeContext) -> dict[str, Any]:
-        root, disk = root_disk(node)
+        root, disk = self.root_disk(node)
         plan = node.driver_info.get(PLAN_KEY)
         seconds = burn_in_seconds(node, plan, 2.0)
         return run_acceptance(root, disk, plan, seconds, progress=node.report)
@@ -76,7 +96,7 @@ def burn_in_seconds(node: NodeContext, plan: dict[str, Any] | None, default: flo
     return float(node.driver_info.get("burn_in_seconds", (plan or {}).get("seconds", default)))
 
 
-class AgentLocalDeploy(DeployInterface):
+class AgentLocalDeploy(Confined, DeployInterface):
     def deploy(self, node: NodeContext) -> None:
         image = node.image
         if image is None:
@@ -86,7 +106,7 @@ class AgentLocalDeploy(DeployInterface):
                 f"image {image.name} has no sha256; register it with a checksum so the "
                 "deploy can be verified"
             )
-        _, disk = root_disk(node)
+        _, disk = self.root_disk(node)
         write_image(
             image.url, disk, image.sha256, image.size_bytes, node.report,
             disk_format=image.disk_format,
@@ -97,9 +117,9 @@ class AgentLocalDeploy(DeployInterface):
         """Nothing to undo in-band: power and boot devices belong to the other interfaces."""
 
 
-class AgentLocalClean(CleanInterface):
+class AgentLocalClean(Confined, CleanInterface):
     def clean(self, node: NodeContext) -> dict[str, Any]:
-        _, disk = root_disk(node)
+        _, disk = self.root_disk(node)
         mode = node.driver_info.get("clean_mode", "metadata")
         if mode not in CLEAN_MODES:
             raise DriverError(

@@ -36,6 +36,7 @@ from metalfleet.inventory.fleetfile_schema import (
     Summary,
     parse,
 )
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.resources import ResourceKind
 from metalfleet.secrets import CredentialCipher, SecretKeyError
 
@@ -252,14 +253,15 @@ def plan(session: Session, document: Any, *, prune: bool, cipher: CredentialCiph
 
 
 def apply(session: Session, document: Any, *, prune: bool, cipher: CredentialCipher,
-          actor: str) -> PlanOut:
+          actor: str, lab: LabGate | None = None) -> PlanOut:
     """Plan, then carry the plan out in the caller's transaction (commit is the caller's)."""
     result = make_plan(session, document, prune=prune, cipher=cipher)
-    execute(session, result, cipher, actor=actor)
+    execute(session, result, cipher, actor=actor, lab=lab)
     return result.out(applied=True)
 
 
-def execute(session: Session, plan: Plan, cipher: CredentialCipher, *, actor: str) -> None:
+def execute(session: Session, plan: Plan, cipher: CredentialCipher, *, actor: str,
+            lab: LabGate | None = None) -> None:
     def ops(section: str, action: ChangeAction) -> list[Op]:
         return [op for op in plan.ops if op.section == section and op.action is action]
 
@@ -269,9 +271,9 @@ def execute(session: Session, plan: Plan, cipher: CredentialCipher, *, actor: st
     resource_sections = [section for section in SECTIONS if section.resource is not None]
     for section in resource_sections:
         for op in ops(section.key, A.UPDATE):
-            resources.update(session, _kind(section), op.name, op.patch)
+            resources.update(session, _kind(section), op.name, op.patch, lab=lab)
         for op in ops(section.key, A.CREATE):
-            resources.create(session, _kind(section), op.data)
+            resources.create(session, _kind(section), op.data, lab=lab)
     updates = ops("nodes", A.UPDATE)
     for op in updates:
         if op.vacate_ports:
@@ -280,9 +282,9 @@ def execute(session: Session, plan: Plan, cipher: CredentialCipher, *, actor: st
             op.target.u_position = None
     session.flush()
     for op in updates:
-        nodes.update_node(session, op.name, op.patch, cipher, actor=actor)
+        nodes.update_node(session, op.name, op.patch, cipher, actor=actor, lab=lab)
     for op in ops("nodes", A.CREATE):
-        nodes.enroll(session, op.data, cipher, actor=actor)
+        nodes.enroll(session, op.data, cipher, actor=actor, lab=lab)
     for section in reversed(resource_sections):
         for op in ops(section.key, A.DELETE):
             resources.delete(session, _kind(section), op.name)

@@ -13,6 +13,7 @@ from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.inventory import events
 from metalfleet.inventory import schemas as s
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.lifecycle import load_node
 from metalfleet.inventory.pagination import paginate, split_page
 from metalfleet.inventory.resources import resolve_ref
@@ -105,7 +106,12 @@ def _set_refs(session: Session, node: m.Node, values: dict[str, Any]) -> None:
         )
 
 
-def enroll(session: Session, data: s.NodeIn, cipher: CredentialCipher, *, actor: str) -> m.Node:
+def enroll(session: Session, data: s.NodeIn, cipher: CredentialCipher, *, actor: str,
+           lab: LabGate | None = None) -> m.Node:
+    """Enrol a node. ``lab`` says whether the caller may use the lab's shortcuts here; the
+    default (none) refuses them, as in every production process."""
+    (lab or LabGate.closed()).check_node(
+        (data.hardware_type or data.bmc.driver).value, data.driver_info)
     if session.scalar(select(m.Node.id).where(m.Node.name == data.name)) is not None:
         raise ConflictError(
             f"a node named {data.name!r} already exists; pick another name or "
@@ -134,9 +140,12 @@ def enroll(session: Session, data: s.NodeIn, cipher: CredentialCipher, *, actor:
 
 
 def update_node(
-    session: Session, name: str, patch: s.NodePatch, cipher: CredentialCipher, *, actor: str
+    session: Session, name: str, patch: s.NodePatch, cipher: CredentialCipher, *, actor: str,
+    lab: LabGate | None = None,
 ) -> m.Node:
     node = load_node(session, name)
+    (lab or LabGate.closed()).check_node(None, patch.driver_info,
+                                         current_type=node.hardware_type)
     values = patch.model_dump(exclude_unset=True)
     _set_refs(session, node, values)
     for key in ("u_position", "u_size", "driver_info", "labels"):

@@ -19,6 +19,7 @@ from metalfleet.core.errors import ConflictError, NotFoundError, ValidationError
 from metalfleet.db import models as m
 from metalfleet.db.base import Base
 from metalfleet.inventory import schemas as s
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.pagination import paginate, split_page
 
 
@@ -119,8 +120,16 @@ def _flush(session: Session, kind: ResourceKind, name: str) -> None:
         ) from exc
 
 
-def create(session: Session, kind: ResourceKind, data: BaseModel) -> Any:
+def _check_lab_shortcuts(kind: ResourceKind, values: dict[str, Any], lab: LabGate | None) -> None:
+    """Image locations may be file:// only where the lab's shortcuts are open."""
+    if kind.model is m.Image:
+        (lab or LabGate.closed()).check_image_location(values.get("location"))
+
+
+def create(session: Session, kind: ResourceKind, data: BaseModel, *,
+           lab: LabGate | None = None) -> Any:
     values = data.model_dump(mode="python")
+    _check_lab_shortcuts(kind, values, lab)
     name = values["name"]
     model: Any = kind.model
     if session.scalar(select(model.id).where(model.name == name)) is not None:
@@ -135,9 +144,11 @@ def create(session: Session, kind: ResourceKind, data: BaseModel) -> Any:
     return obj
 
 
-def update(session: Session, kind: ResourceKind, name: str, patch: BaseModel) -> Any:
+def update(session: Session, kind: ResourceKind, name: str, patch: BaseModel, *,
+           lab: LabGate | None = None) -> Any:
     obj = get(session, kind, name)
     values = patch.model_dump(mode="python", exclude_unset=True)
+    _check_lab_shortcuts(kind, values, lab)
     _apply(session, kind, obj, values)
     if kind.model is m.Network:
         try:

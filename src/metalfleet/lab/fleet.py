@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from metalfleet.db import models as m
 from metalfleet.inventory import nodes, resources
 from metalfleet.inventory import schemas as s
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.lab.bmc_emulator import LabBmcEmulator, LabNic, LabSystem
 from metalfleet.lab.synthetic_hardware import (
     LabHardwareSpec,
@@ -155,7 +156,13 @@ def ensure_nodes(
     session: Session, count: int, emulator: LabBmcEmulator, system_address: Any,
     roots_dir: Path, cipher: CredentialCipher,
 ) -> list[str]:
-    """Create what is missing; returns the names of nodes created now."""
+    """Create what is missing; returns the names of nodes created now.
+
+    The lab's nodes live under ``roots_dir``'s parent (``<data-dir>/lab``): the lab hardware
+    type is registered for that folder, and only paths inside it are accepted."""
+    from metalfleet.lab.plugin import register_hardware_type
+
+    gate = LabGate(register_hardware_type(roots_dir.parent), admin=True)
     created = []
     for plan in layout(count):
         system = emulator.get(plan.system_id)
@@ -190,6 +197,6 @@ def ensure_nodes(
             "labels": {LAB_LABEL: "true", "rack": plan.rack,
                        "gpu": str(plan.spec.gpus.count)},
         })
-        nodes.enroll(session, body, cipher, actor="lab")
+        nodes.enroll(session, body, cipher, actor="lab", lab=gate)
         created.append(plan.name)
     return created

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.core.errors import NotFoundError
 from metalfleet.db import models as m
 from metalfleet.lab.bmc_emulator import LabBmcEmulator
 from metalfleet.lab.faults import FaultBook, LabNodeRef
 from metalfleet.lab.fleet import LAB_LABEL
 from metalfleet.lab.health_loop import HealthLoop
+from metalfleet.runtime import AppContext
 
 EXTRAS_KEY = "lab"
 FAULTS_FILE = "faults.json"

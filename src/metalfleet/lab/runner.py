@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.inventory import resources
 from metalfleet.lab import autopilot
@@ -21,6 +20,7 @@ from metalfleet.lab.exporters import start_lab_exporters
 from metalfleet.lab.fleet import ensure_nodes, ensure_topology, layout
 from metalfleet.lab.handle import close_lab, open_lab
 from metalfleet.lab.image import LAB_IMAGE_FILE, LAB_IMAGE_NAME, build_lab_image
+from metalfleet.runtime import AppContext
 
 log = logging.getLogger(__name__)
 

@@ -102,18 +102,34 @@ def quota_out(session: Session, quota: m.Quota) -> cs.QuotaOut:
                        used=used_nodes(session, quota.tenant_id, quota.node_class_id))
 
 
-def _check_quota(session: Session, tenant: m.Tenant, klass: m.NodeClass, count: int) -> None:
+def lock_tenant(session: Session, tenant: m.Tenant) -> None:
+    """Serialize allocations for one tenant until this transaction ends.
+
+    A no-op UPDATE of the tenant's row: PostgreSQL holds that row's lock until commit, SQLite
+    takes its database write lock (the driver begins the transaction at the first write), so
+    a second concurrent allocation for the tenant waits here and then counts what the first
+    one committed. Without it both would count the same "used" and both pass the quota."""
+    session.execute(update(m.Tenant).where(m.Tenant.id == tenant.id)
+                    .values(name=m.Tenant.name).execution_options(synchronize_session=False))
+
+
+def _check_quota(session: Session, tenant: m.Tenant, klass: m.NodeClass, count: int,
+                 default: int | None) -> None:
+    """Refuse an allocation past the tenant's quota for the class: its quota row, else
+    ``default`` (settings.default_quota_nodes; None: no limit). Call after lock_tenant."""
     quota = session.scalar(select(m.Quota).where(m.Quota.tenant_id == tenant.id,
                                                  m.Quota.node_class_id == klass.id))
-    if quota is None:
+    limit = quota.max_nodes if quota is not None else default
+    if limit is None:
         return
+    source = "quota" if quota is not None else "default quota (no quota row for the class)"
     used = used_nodes(session, tenant.id, klass.id)
-    if used + count > quota.max_nodes:
+    if used + count > limit:
         raise QuotaExceededError(
-            f"tenant {tenant.name!r} may hold {quota.max_nodes} {klass.name} nodes and holds "
-            f"{used}; {count} more would exceed the quota (at most {quota.max_nodes - used} "
-            "more): ask for fewer, delete a cluster, or ask an admin to raise the quota",
-            quota=quota.max_nodes, used=used, requested=count,
+            f"tenant {tenant.name!r} may hold {limit} {klass.name} nodes ({source}) and holds "
+            f"{used}; {count} more would exceed it (at most {max(limit - used, 0)} more): ask "
+            "for fewer, delete a cluster, or ask an admin to set the tenant's quota",
+            quota=limit, used=used, requested=count,
         )
 
 
@@ -183,9 +199,13 @@ def candidates(
 
 
 def create_cluster(
-    session: Session, data: cs.ClusterIn, *, actor: str, tenant_name: str | None = None
+    session: Session, data: cs.ClusterIn, *, actor: str, tenant_name: str | None = None,
+    default_quota: int | None = None,
 ) -> m.Cluster:
-    """Allocate the nodes and record the cluster; ``tenant_name`` overrides ``data.tenant``."""
+    """Allocate the nodes and record the cluster; ``tenant_name`` overrides ``data.tenant``.
+
+    Quota check and allocation happen in the caller's one transaction, under the tenant's
+    lock (lock_tenant): concurrent creates for a tenant cannot together exceed its quota."""
     if session.scalar(select(m.Cluster.id).where(m.Cluster.name == data.name)) is not None:
         raise ConflictError(f"a cluster named {data.name!r} already exists; pick another name")
     klass: m.NodeClass = _resolve(session, m.NodeClass, data.node_class, "node_class",
@@ -196,7 +216,8 @@ def create_cluster(
         if tenant_name else None
     )
     if tenant is not None:
-        _check_quota(session, tenant, klass, data.count)
+        lock_tenant(session, tenant)
+        _check_quota(session, tenant, klass, data.count, default_quota)
     constraints = data.constraints
     found, ids = candidates(session, klass, tenant, constraints.labels)
     try:

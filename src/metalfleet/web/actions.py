@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from metalfleet.api.deps import WRITE, require
 from metalfleet.api.routes import nodes as api_nodes
-from metalfleet.runtime import AppContext
 from metalfleet.core.errors import MetalfleetError
 from metalfleet.core.states import Action, NodeState, allowed_actions
 from metalfleet.db import models as m
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory.tokens import Principal
+from metalfleet.runtime import AppContext
 
 LABELS = {
     "manage": "Manage (verify BMC)", "inspect": "Inspect", "provide": "Provide (burn-in)",

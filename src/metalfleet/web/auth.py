@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 
-from metalfleet.runtime import AppContext
 from metalfleet.core.errors import AuthenticationError
 from metalfleet.inventory import tokens
 from metalfleet.inventory.tokens import Principal
+from metalfleet.runtime import AppContext
 
 COOKIE = "mf_session"
 LOGIN_PATH = "/ui/login"

@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 
 from metalfleet.agent.daemon import Agent
 from metalfleet.agent.hardware_root import HardwareRoot
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.core.states import PowerState
 from metalfleet.drivers import agent_remote, fake
 from metalfleet.drivers.base import HardwareType, NodeContext
 from metalfleet.lab.synthetic_hardware import build_root, cpu_node_spec
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 
 pytestmark = pytest.mark.slow

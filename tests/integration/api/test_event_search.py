@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.inventory import events
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 
 

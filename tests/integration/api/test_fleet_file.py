@@ -10,9 +10,9 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from tests.conftest import drive, fake_node
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "fleet.yaml"

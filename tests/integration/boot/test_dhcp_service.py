@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.boot.dhcp_service import DhcpService, hosts_for_network, settings_for_network
 from metalfleet.boot.dnsmasq import Dnsmasq
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 from tests.integration.boot.netns import CLIENT_MAC, _lease, namespaces
 

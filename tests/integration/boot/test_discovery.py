@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from metalfleet.agent.daemon import Agent
 from metalfleet.agent.hardware_root import HardwareRoot
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.inventory import discovery, events
 from metalfleet.inventory.discovery import DISCOVERED_LABEL
 from metalfleet.lab.synthetic_hardware import build_root, cpu_node_spec
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 
 MACS = ["52:54:00:AA:00:02", "52:54:00:aa:00:01"]

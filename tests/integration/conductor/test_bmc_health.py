@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.bmc_health import BmcHealthSweep, findings_from_sensors
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.conductor.worker import Conductor
@@ -22,6 +21,7 @@ from metalfleet.drivers.registry import get_hardware_type
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator
 from metalfleet.lab.fleet import ensure_nodes, ensure_topology, layout
 from metalfleet.lab.runner import start_lab_bmcs
+from metalfleet.runtime import AppContext
 
 LabRig = tuple[LabBmcEmulator, BmcServer, dict[str, str]]  # names -> BMC system ids
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.bmc_logs import FIRST_SWEEP_NEWEST, BmcLogSync
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.drivers import fake
 from metalfleet.drivers.base import NodeContext
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 
 

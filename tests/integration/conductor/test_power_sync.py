@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import select, update
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.conductor.worker import Conductor
 from metalfleet.core.errors import DriverError
@@ -18,6 +17,7 @@ from metalfleet.core.states import PowerState
 from metalfleet.db import models as m
 from metalfleet.drivers import fake
 from metalfleet.drivers.base import NodeContext, PowerInterface
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor import reservation
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
+from metalfleet.runtime import AppContext
 from tests.conftest import drive, fake_node
 
 

@@ -100,7 +100,7 @@ def gpu_root(tmp_path: Path) -> Path:
 def test_inspect_matches_the_spec(gpu_root: Path) -> None:
     spec = gpu_node_spec(1)
     node = _node(gpu_root)
-    inv = AgentLocalInspect().inspect(node)
+    inv = AgentLocalInspect(gpu_root.parent).inspect(node)
 
     assert (inv["cpu"]["sockets"], inv["cpu"]["cores"], inv["cpu"]["threads"]) == (
         spec.sockets,
@@ -128,7 +128,7 @@ def test_deploy_over_http_then_clean(gpu_root: Path, image_server: tuple[str, Pa
     node = _node(gpu_root, _publish(directory, base, "ubuntu-22.04.raw", data))
     disk = gpu_root / "dev/nvme0n1"
 
-    AgentLocalDeploy().deploy(node)
+    AgentLocalDeploy(gpu_root.parent).deploy(node)
 
     assert _read(disk, 0, len(data)) == data
     assert _read(disk, len(data), MIB) == bytes(MIB)
@@ -136,16 +136,16 @@ def test_deploy_over_http_then_clean(gpu_root: Path, image_server: tuple[str, Pa
     assert disk.stat().st_blocks * 512 < 12 * MIB  # the 16 MiB zero run stayed sparse
     percents = [p for p, _ in _events(node)]
     assert percents == sorted(percents) and percents[-1] == 100
-    AgentLocalDeploy().tear_down(node)  # no-op in-band
+    AgentLocalDeploy(gpu_root.parent).tear_down(node)  # no-op in-band
     assert _read(disk, 0, MIB) == data[:MIB]
 
-    result = AgentLocalClean().clean(node)
+    result = AgentLocalClean(gpu_root.parent).clean(node)
     assert (result["mode"], result["verified"]) == ("metadata", True)
     assert _read(disk, 0, 4 * MIB) == bytes(4 * MIB)
     assert _read(disk, 4 * MIB, MIB) == data[4 * MIB : 5 * MIB]  # metadata only
 
     node.driver_info["clean_mode"] = "full"
-    result = AgentLocalClean().clean(node)
+    result = AgentLocalClean(gpu_root.parent).clean(node)
     assert (result["mode"], result["method"]) == ("full", "punch-hole")
     assert _read(disk, 0, len(data)).count(0) == len(data)
     assert disk.stat().st_blocks == 0
@@ -156,7 +156,8 @@ def test_checksum_mismatch_leaves_the_first_mib_zeroed(
 ) -> None:
     base, directory = image_server
     good = os.urandom(3 * MIB)
-    AgentLocalDeploy().deploy(_node(gpu_root, _publish(directory, base, "good.raw", good)))
+    good_image = _publish(directory, base, "good.raw", good)
+    AgentLocalDeploy(gpu_root.parent).deploy(_node(gpu_root, good_image))
     disk = gpu_root / "dev/nvme0n1"
     assert _read(disk, 0, MIB) == good[:MIB]
 
@@ -164,7 +165,7 @@ def test_checksum_mismatch_leaves_the_first_mib_zeroed(
     registered = hashlib.sha256(good).hexdigest()  # the catalog has the wrong checksum
     image = _publish(directory, base, "bad.raw", bad, sha256=registered)
     with pytest.raises(DriverError) as caught:
-        AgentLocalDeploy().deploy(_node(gpu_root, image))
+        AgentLocalDeploy(gpu_root.parent).deploy(_node(gpu_root, image))
     assert caught.value.detail == (
         f"image checksum mismatch: expected {registered}, "
         f"got {hashlib.sha256(bad).hexdigest()}; re-register the image or fix the source"
@@ -180,39 +181,40 @@ def test_image_larger_than_disk_is_refused(tmp_path: Path, image_server: tuple[s
 
     image = _publish(directory, base, "big.raw", data)
     with pytest.raises(DriverError, match="image is too large for the disk: registered size"):
-        AgentLocalDeploy().deploy(_node(root, image))
+        AgentLocalDeploy(tmp_path).deploy(_node(root, image))
 
     unsized = replace(image, size_bytes=None)
     with pytest.raises(DriverError, match="too large for the disk: served size 8389120 bytes"):
-        AgentLocalDeploy().deploy(_node(root, unsized))
+        AgentLocalDeploy(tmp_path).deploy(_node(root, unsized))
 
 
 def test_deploy_errors(gpu_root: Path, image_server: tuple[str, Path]) -> None:
+    deployer = AgentLocalDeploy(gpu_root.parent)
     base, directory = image_server
     with pytest.raises(DriverError, match="no image to deploy"):
-        AgentLocalDeploy().deploy(_node(gpu_root))
+        deployer.deploy(_node(gpu_root))
     image = _publish(directory, base, "img.raw", b"x" * 4096)
     with pytest.raises(DriverError, match="has no sha256"):
-        AgentLocalDeploy().deploy(_node(gpu_root, replace(image, sha256=None)))
+        deployer.deploy(_node(gpu_root, replace(image, sha256=None)))
     with pytest.raises(DriverError, match="qcow2 support lands with network boot"):
-        AgentLocalDeploy().deploy(_node(gpu_root, replace(image, disk_format="qcow2")))
+        deployer.deploy(_node(gpu_root, replace(image, disk_format="qcow2")))
     with pytest.raises(DriverError, match="HTTP 404"):
-        AgentLocalDeploy().deploy(_node(gpu_root, replace(image, url=f"{base}/missing.raw")))
+        deployer.deploy(_node(gpu_root, replace(image, url=f"{base}/missing.raw")))
     with pytest.raises(DriverError, match=r"disk .* does not exist"):
-        AgentLocalDeploy().deploy(_node(gpu_root, image, disk="dev/sda"))
+        deployer.deploy(_node(gpu_root, image, disk="dev/sda"))
 
 
 def test_burn_in_and_driver_info_errors(gpu_root: Path, tmp_path: Path) -> None:
     node = _node(gpu_root, burn_in_seconds=0.3)
-    result = AgentLocalBurnIn().burn_in(node)
+    result = AgentLocalBurnIn(tmp_path).burn_in(node)
     assert result["passed"] is True and result["disk"]["bytes"] > 0
     assert _events(node)[-1] == (100, "burn-in passed")
 
     with pytest.raises(DriverError, match="clean_mode 'secure'"):
-        AgentLocalClean().clean(_node(gpu_root, clean_mode="secure"))
+        AgentLocalClean(tmp_path).clean(_node(gpu_root, clean_mode="secure"))
     bare = _node(gpu_root)
     bare.driver_info.pop("hardware_root")
     with pytest.raises(DriverError, match=r"driver_info.hardware_root is required"):
-        AgentLocalInspect().inspect(bare)
+        AgentLocalInspect(tmp_path).inspect(bare)
     with pytest.raises(DriverError, match="does not exist"):
-        AgentLocalInspect().inspect(_node(tmp_path / "nowhere"))
+        AgentLocalInspect(tmp_path).inspect(_node(tmp_path / "nowhere"))

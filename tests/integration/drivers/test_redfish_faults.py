@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.drivers import unsupported
 from metalfleet.drivers.base import HardwareType
 from metalfleet.drivers.redfish import RedfishBoot, RedfishClient, RedfishManagement, RedfishPower
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.drivers.peers import (
     SUSHY_PASSWORD,

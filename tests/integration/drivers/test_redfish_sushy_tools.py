@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.drivers.base import BmcCredentials, NodeContext
 from metalfleet.drivers.redfish import RedfishBoot, RedfishClient
 from metalfleet.drivers.redfish.inventory import RedfishInspect
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.drivers.peers import (
     SUSHY_PASSWORD,

@@ -15,12 +15,12 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.health import intake
 from metalfleet.health.findings import Finding
 from metalfleet.inventory.lifecycle import load_node
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.scheduling.fleet import GPU_CLASS, build, post
 

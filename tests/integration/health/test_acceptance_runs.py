@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
 from metalfleet.conductor.worker import Conductor
 from metalfleet.drivers import agent_local, fake
@@ -23,6 +22,7 @@ from metalfleet.drivers.base import HardwareType
 from metalfleet.health import acceptance
 from metalfleet.inventory.lifecycle import load_node
 from metalfleet.lab.synthetic_hardware import build_root, gpu_node_spec
+from metalfleet.runtime import AppContext, LabAllowance
 from tests.conftest import drive, fake_node
 
 GPU_CLASS = "gpu-h100-8x"
@@ -30,19 +30,22 @@ GPU_PERF = ("gpu-compute", "gpu-memory-bandwidth", "gpu-p2p", "host-to-device")
 
 
 @pytest.fixture
-def lab_conductor(context: AppContext) -> Conductor:
+def lab_conductor(context: AppContext, lab_enabled: LabAllowance) -> Conductor:
+    """The agent's code in-process on synthetic roots: a lab process (roots in its folder)."""
+    root = lab_enabled.root
     hw = HardwareType(
         name="lab-local", power=fake.FakePower(), boot=fake.FakeBoot(),
-        management=fake.FakeManagement(), inspect=agent_local.AgentLocalInspect(),
-        burn_in=agent_local.AgentLocalBurnIn(), deploy=agent_local.AgentLocalDeploy(),
-        clean=agent_local.AgentLocalClean())
+        management=fake.FakeManagement(), inspect=agent_local.AgentLocalInspect(root),
+        burn_in=agent_local.AgentLocalBurnIn(root), deploy=agent_local.AgentLocalDeploy(root),
+        clean=agent_local.AgentLocalClean(root))
     return Conductor(context.db, context.cipher, name="acceptance-conductor", workers=2,
                      poll_interval_s=0.02, heartbeat_interval_s=0.5, hardware_types=lambda _: hw)
 
 
 def enrol(client: TestClient, tmp_path: Path, name: str, index: int,
           node_class: str = GPU_CLASS) -> Path:
-    root = build_root(tmp_path / name, gpu_node_spec(index))
+    lab_folder = tmp_path / "data" / "lab"  # the conftest's data dir; a lab process's folder
+    root = build_root(lab_folder / name, gpu_node_spec(index))
     body = fake_node(name, f"52:54:00:aa:00:{index:02x}", node_class=node_class,
                      driver_info={"hardware_root": str(root), "burn_in_seconds": 0.2})
     assert client.post("/v1/nodes", json=body).status_code == 201

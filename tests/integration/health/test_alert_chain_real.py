@@ -20,12 +20,12 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator
 from metalfleet.lab.exporters import LabExporters
 from metalfleet.lab.faults import FaultBook, LabNodeRef
 from metalfleet.observability.export import ExportOptions, export
+from metalfleet.runtime import AppContext
 from tests.conftest import free_port
 from tests.integration.observability.test_lab_scrape import lab  # noqa: F401
 from tests.integration.observability.test_real_peers import (  # noqa: F401  (fixture)

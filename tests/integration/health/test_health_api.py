@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.health.test_remediation import node_row, tickets_of
 from tests.integration.scheduling.fleet import build

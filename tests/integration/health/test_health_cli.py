@@ -7,8 +7,8 @@ import json
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
+from metalfleet.runtime import AppContext
 from tests.integration.health.rig import XID, report
 from tests.integration.scheduling.fleet import build
 

@@ -19,20 +19,20 @@ from sqlalchemy import select, update
 
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.agent.inventory import collect_inventory
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.lab.fleet import GPU_CLASS
 from metalfleet.lab.handle import LabHandle, close_lab, open_lab
 from metalfleet.lab.image import LAB_IMAGE_NAME
 from metalfleet.lab.runner import build_lab, start_lab_bmcs
+from metalfleet.runtime import AppContext
 from tests.integration.health.test_remediation import members_of, node_row, tickets_of
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def lab(context: AppContext, live_server: str) -> Iterator[LabHandle]:
+def lab(context: AppContext, lab_enabled: object, live_server: str) -> Iterator[LabHandle]:
     emulator, server = start_lab_bmcs(context)
     emulator.power_delay = 0.1
     build_lab(context, 4, emulator, server)  # three GPU nodes, one CPU node

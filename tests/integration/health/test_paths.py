@@ -11,13 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import health_models as hm
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.health import engine, rules
 from metalfleet.health.findings import Finding
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.health.rig import XID, deployed_cluster, report, states
 from tests.integration.health.test_remediation import members_of, node_row, tickets_of

@@ -9,11 +9,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import health_models as hm
 from metalfleet.db import models as m
 from metalfleet.health.findings import Finding
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.health.rig import IMAGE, XID, deployed_cluster, report, states
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
+from metalfleet.runtime import AppContext, LabAllowance
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
 
@@ -131,8 +131,11 @@ def test_other_formats_and_bad_requests_are_refused(
 
 
 def test_verify_reports_mismatches_without_changing_the_record(
-    client: TestClient, raw_file: Path
+    client: TestClient, raw_file: Path, lab_enabled: LabAllowance
 ) -> None:
+    """file:// locations are a lab shortcut: this runs as a lab process, the file in its
+    folder (tests/security/test_lab_shortcuts.py checks they are refused elsewhere)."""
+    raw_file = raw_file.rename(lab_enabled.root / raw_file.name)
     content = raw_file.read_bytes()
     good = hashlib.sha256(content).hexdigest()
     wrong = "0" * 64
@@ -156,7 +159,8 @@ def test_verify_reports_mismatches_without_changing_the_record(
     assert "upload" in refused.json()["detail"]
     fixed = client.patch("/v1/images/byurl", json={"sha256": good, "size_bytes": len(content)})
     assert fixed.status_code == 200
-    client.post("/v1/images", json={"name": "gone", "location": "file:///nonexistent/x.raw"})
+    gone = (lab_enabled.root / "nonexistent" / "x.raw").as_uri()
+    assert client.post("/v1/images", json={"name": "gone", "location": gone}).status_code == 201
     unreachable = client.post("/v1/images/gone/verify")
     assert unreachable.status_code == 422
     assert "cannot download" in unreachable.json()["detail"]

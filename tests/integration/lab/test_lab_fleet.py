@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.lab import autopilot
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator
 from metalfleet.lab.fleet import layout
 from metalfleet.lab.image import LAB_IMAGE_FILE, LAB_IMAGE_NAME
 from metalfleet.lab.runner import build_lab, start_lab_bmcs
+from metalfleet.runtime import AppContext
 
 pytestmark = pytest.mark.slow
 

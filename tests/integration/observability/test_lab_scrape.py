@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.lab.bmc_emulator import BmcServer, LabBmcEmulator
 from metalfleet.lab.exporters import LabExporters, publish, start_lab_exporters
@@ -27,6 +26,7 @@ from metalfleet.lab.faults import FaultBook, LabNodeRef
 from metalfleet.lab.fleet import ensure_nodes, ensure_topology, layout
 from metalfleet.lab.runner import start_lab_bmcs
 from metalfleet.observability.export import ExportOptions, export
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node, free_port
 from tests.integration.observability.test_real_peers import (  # noqa: F401  (fixture)
     _binary,

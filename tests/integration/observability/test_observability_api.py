@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 
 

@@ -22,9 +22,9 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
 from metalfleet.observability.export import ExportOptions, export
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node, free_port
 
 

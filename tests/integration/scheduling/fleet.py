@@ -7,8 +7,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 
 GPU_CLASS = "gpu-h100-8x"

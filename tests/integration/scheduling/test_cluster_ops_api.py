@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from tests.integration.scheduling.fakebin import FakeBin
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 

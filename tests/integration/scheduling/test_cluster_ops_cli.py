@@ -10,9 +10,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
 from metalfleet.conductor.worker import Conductor
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 

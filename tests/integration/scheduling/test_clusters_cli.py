@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
+from metalfleet.runtime import AppContext
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 
 

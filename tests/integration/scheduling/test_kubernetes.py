@@ -10,8 +10,8 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from tests.integration.scheduling.fleet import GPU_CLASS, build
 
 K8S_VERSIONS = ["1.29", "1.31"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from metalfleet.runtime import AppContext
 from metalfleet.core.errors import MetalfleetError
+from metalfleet.runtime import AppContext
 from tests.integration.scheduling.fleet import build, gpu_inventory
 from tests.integration.scheduling.slurm_rig import SlurmRig, require_binaries
 

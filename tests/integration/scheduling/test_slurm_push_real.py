@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from metalfleet.runtime import AppContext
 from metalfleet.cli.main import app
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from tests.conftest import drive
 from tests.integration.scheduling.fleet import build, gpu_inventory
 from tests.integration.scheduling.slurm_rig import SlurmRig, require_binaries

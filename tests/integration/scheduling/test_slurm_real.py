@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from metalfleet.scheduling import allocation, render
 from metalfleet.scheduling.slurm import control, sync
 from tests.integration.scheduling.fleet import build, gpu_inventory

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from metalfleet.runtime import AppContext
 from metalfleet.conductor.worker import Conductor
 from metalfleet.db import models as m
 from metalfleet.db.health_models import HealthSignal, RepairTicket
+from metalfleet.runtime import AppContext
 from tests.conftest import drive, fake_node
 
 ORIGIN = {"Origin": "http://testserver"}

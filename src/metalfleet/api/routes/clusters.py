@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from metalfleet.api.deps import ADMIN, READ, WRITE, Caller, DbSession, require
+from metalfleet.api.deps import ADMIN, READ, WRITE, Caller, Context, DbSession, require
 from metalfleet.core.errors import (
     MetalfleetError,
     NotFoundError,
@@ -50,7 +50,8 @@ def list_clusters(
 @router.post("/v1/clusters", response_model=cs.ClusterOut, status_code=201,
              dependencies=[reader])
 def create_cluster(
-    session: DbSession, caller: Caller, body: cs.ClusterIn, response: Response
+    session: DbSession, context: Context, caller: Caller, body: cs.ClusterIn,
+    response: Response,
 ) -> cs.ClusterOut:
     if caller.role is Role.VIEWER:
         raise PermissionDeniedError(f"token {caller.name!r} (viewer) may not create clusters")
@@ -61,7 +62,8 @@ def create_cluster(
                 f"token {caller.name!r} belongs to tenant {caller.tenant_name!r}; it cannot "
                 f"create clusters for {body.tenant!r}")
         tenant = caller.tenant_name
-    cluster = allocation.create_cluster(session, body, actor=caller.actor, tenant_name=tenant)
+    cluster = allocation.create_cluster(session, body, actor=caller.actor, tenant_name=tenant,
+                                        default_quota=context.settings.default_quota_nodes)
     response.headers["Location"] = f"/v1/clusters/{cluster.name}"
     return allocation.to_out(cluster)
 

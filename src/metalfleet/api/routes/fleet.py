@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from metalfleet.api.deps import WRITE, Context, DbSession, require
 from metalfleet.inventory import fleetfile
 from metalfleet.inventory.fleetfile_schema import FleetIn, PlanOut
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.tokens import Principal
 
 router = APIRouter(prefix="/v1/fleet", tags=["fleet"])
@@ -29,4 +30,4 @@ def plan_fleet(session: DbSession, context: Context, caller: Writer, body: Fleet
 def apply_fleet(session: DbSession, context: Context, caller: Writer, body: FleetIn) -> PlanOut:
     """Make the fleet match the file, all or nothing, through the usual rules and events."""
     return fleetfile.apply(session, body.fleet, prune=body.prune, cipher=context.cipher,
-                           actor=caller.actor)
+                           actor=caller.actor, lab=LabGate.of(context.lab, caller))

@@ -13,6 +13,7 @@ from metalfleet.core.states import Action
 from metalfleet.db import models as m
 from metalfleet.inventory import events, lifecycle, nodes, resources
 from metalfleet.inventory import schemas as s
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.tokens import Principal
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
@@ -59,7 +60,8 @@ def list_nodes(
 def enroll_node(
     session: DbSession, context: Context, caller: Caller, body: s.NodeIn, response: Response
 ) -> s.NodeOut:
-    node = nodes.enroll(session, body, context.cipher, actor=caller.actor)
+    node = nodes.enroll(session, body, context.cipher, actor=caller.actor,
+                        lab=LabGate.of(context.lab, caller))
     response.headers["Location"] = f"/v1/nodes/{node.name}"
     return nodes.to_out(node)
 
@@ -73,7 +75,8 @@ def show_node(session: DbSession, caller: Caller, name: str) -> s.NodeOut:
 def patch_node(
     session: DbSession, context: Context, caller: Caller, name: str, body: s.NodePatch
 ) -> s.NodeOut:
-    return nodes.to_out(nodes.update_node(session, name, body, context.cipher, actor=caller.actor))
+    return nodes.to_out(nodes.update_node(session, name, body, context.cipher, actor=caller.actor,
+                                          lab=LabGate.of(context.lab, caller)))
 
 
 @router.delete("/{name}", status_code=204, dependencies=[writer])

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel
 
-from metalfleet.api.deps import READ, WRITE, Caller, DbSession, require
+from metalfleet.api.deps import READ, WRITE, Caller, Context, DbSession, require
 from metalfleet.core.errors import PermissionDeniedError
 from metalfleet.inventory import resources
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.resources import ResourceKind
 from metalfleet.inventory.schemas import Page, Role
 
@@ -60,9 +61,10 @@ def build_router(kind: ResourceKind) -> APIRouter:
     @router.post("", response_model=out_schema, status_code=201, dependencies=[writer],
                  summary=f"Create a {kind.singular}")
     def create_item(
-        session: DbSession, response: Response, body: Annotated[create_schema, Body()]
+        session: DbSession, context: Context, caller: Caller, response: Response,
+        body: Annotated[create_schema, Body()]
     ) -> BaseModel:
-        obj = resources.create(session, kind, body)
+        obj = resources.create(session, kind, body, lab=LabGate.of(context.lab, caller))
         response.headers["Location"] = f"/v1/{kind.plural}/{obj.name}"
         return resources.to_out(kind, obj)
 
@@ -76,9 +78,11 @@ def build_router(kind: ResourceKind) -> APIRouter:
     @router.patch("/{name}", response_model=out_schema, dependencies=[writer],
                   summary=f"Change a {kind.singular}")
     def patch_item(
-        session: DbSession, name: str, body: Annotated[patch_schema, Body()]
+        session: DbSession, context: Context, caller: Caller, name: str,
+        body: Annotated[patch_schema, Body()]
     ) -> BaseModel:
-        return resources.to_out(kind, resources.update(session, kind, name, body))
+        return resources.to_out(kind, resources.update(
+            session, kind, name, body, lab=LabGate.of(context.lab, caller)))
 
     @router.delete("/{name}", status_code=204, dependencies=[writer],
                    summary=f"Delete a {kind.singular}")

@@ -1,4 +1,6 @@
-"""Lab fault injection over HTTP: only in a process that runs the lab (`metalfleet up --lab N`)."""
+"""Lab fault injection over HTTP, registered by the lab plug-in (lab/plugin.py): these routes
+exist only in a process started with ``metalfleet up --lab N``. Reads and writes are
+operator-only: the lab's faults are the operator's test bench, not a tenant's business."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from metalfleet.api.deps import READ, WRITE, Context, DbSession, require
+from metalfleet.api.deps import WRITE, Context, DbSession, require
 from metalfleet.core.errors import NotFoundError
 from metalfleet.db import models as m
 from metalfleet.inventory import events
@@ -18,7 +20,7 @@ from metalfleet.lab.handle import lab_of
 
 router = APIRouter(prefix="/v1/lab", tags=["lab"])
 Writer = Annotated[Principal, Depends(require(WRITE, "injecting and clearing lab faults"))]
-Reader = Annotated[Principal, Depends(require(READ, "listing lab faults"))]
+Reader = Annotated[Principal, Depends(require(WRITE, "listing lab faults"))]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no lab runs in this process, or no such node"},
     422: {"description": "not a lab node, unknown kind, or a component the node lacks"},
