@@ -137,7 +137,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def live_server(request: pytest.FixtureRequest, context: AppContext) -> Iterator[str]:
-    """The API on a real socket (127.0.0.1, free port), for peers that fetch over HTTP."""
+    """The API on a real socket (127.0.0.1, free port), for peers that fetch over HTTP
+    (HTTPS when the test set ``context.settings.tls_cert``/``tls_key`` first)."""
     import threading
 
     if "lab_enabled" in request.fixturenames:
@@ -145,18 +146,19 @@ def live_server(request: pytest.FixtureRequest, context: AppContext) -> Iterator
 
     import uvicorn
 
-    from metalfleet.server import EmbeddedServer
+    from metalfleet.server import EmbeddedServer, tls_options
 
     port = free_port()
     context.settings.port = port
     server = EmbeddedServer(uvicorn.Config(create_app(context), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+                                           log_level="warning", lifespan="off",
+                                           **tls_options(context.settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "API server did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
+    yield f"{'https' if context.settings.serves_tls else 'http'}://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)

@@ -23,6 +23,21 @@ def default_quota_from_env() -> int | None:
     return int(text)
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no environment variable: 1, true, yes, on (any case) mean yes."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def metrics_tenant_labels_from_env() -> bool:
+    """METALFLEET_METRICS_TENANT_LABELS=1 (true/yes/on) puts tenant names on /metrics."""
+    text = os.environ.get("METALFLEET_METRICS_TENANT_LABELS", "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"METALFLEET_METRICS_TENANT_LABELS={text!r}: true or false")
+
+
 @dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
@@ -52,6 +67,17 @@ class Settings:
     default_quota_nodes: int | None = field(default_factory=default_quota_from_env)
     # Largest image upload accepted by POST /v1/images/upload.
     max_upload_bytes: int = 64 * 1024**3
+    # /metrics is anonymous: node counts carry a tenant label only when the operator says so.
+    metrics_tenant_labels: bool = field(default_factory=metrics_tenant_labels_from_env)
+    # TLS (docs/operations.md): metalfleet serves HTTPS itself with a certificate and key, or a
+    # proxy in front terminates TLS (METALFLEET_BEHIND_TLS=1). Either way the dashboard cookie
+    # is then `Secure`.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    behind_tls: bool = field(default_factory=lambda: env_flag("METALFLEET_BEHIND_TLS"))
+    # Dashboard sessions (web/sessions.py): absolute lifetime and idle timeout.
+    web_session_max_age_s: float = 12 * 3600.0
+    web_session_idle_s: float = 3600.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:
@@ -60,5 +86,16 @@ class Settings:
             return url
         return f"sqlite:///{(self.data_dir / 'metalfleet.db').resolve()}"
 
+    @property
+    def serves_tls(self) -> bool:
+        """metalfleet itself terminates TLS (``--tls-cert``/``--tls-key``)."""
+        return self.tls_cert is not None
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Browsers reach us over HTTPS: cookies must never travel in clear text."""
+        return self.serves_tls or self.behind_tls
+
     def resolved_public_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.serves_tls else "http"
+        return self.public_url or f"{scheme}://{self.host}:{self.port}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from metalfleet.core.errors import MetalfleetError
+from metalfleet.private_files import PRIVATE_DIR, PRIVATE_FILE, restrict
 
 
 class SecretKeyError(MetalfleetError):
@@ -48,11 +49,12 @@ def load_cipher(data_dir: Path) -> CredentialCipher:
     if env_key:
         key = env_key.encode()
     elif key_file.exists():
+        restrict(key_file, PRIVATE_FILE)  # a key others can read decrypts every BMC password
         key = key_file.read_bytes().strip()
     else:
-        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         key = Fernet.generate_key()
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key + b"\n")
     old = [k.strip().encode() for k in os.environ.get("METALFLEET_OLD_SECRET_KEYS", "").split(",")

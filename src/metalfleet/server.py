@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
@@ -16,14 +15,17 @@ import uvicorn
 from sqlalchemy import select
 
 from metalfleet.api.app import create_app
+from metalfleet.boot import nocloud_seeds
 from metalfleet.conductor.worker import Conductor
 from metalfleet.config import Settings
+from metalfleet.core.errors import ValidationError
 from metalfleet.db import migrate
 from metalfleet.db import models as m
 from metalfleet.db.session import Database
 from metalfleet.health import rules as health_rules
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory import tokens
+from metalfleet.private_files import PRIVATE_FILE, restrict, secure_data_dir, write_private
 from metalfleet.runtime import AppContext
 from metalfleet.secrets import load_cipher
 
@@ -51,21 +53,11 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-def write_private(path: Path, content: str) -> None:
-    """Write a file only its owner can read (tokens, keys)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
-
-
 def ensure_admin_token(db: Database, data_dir: Path) -> str:
     """On first start, create an admin token and keep it in <data-dir>/admin.token (0600)."""
     path = data_dir / ADMIN_TOKEN_FILE
     if path.exists():
+        restrict(path, PRIVATE_FILE)
         secret = path.read_text().strip()
         with db.session() as session:
             try:
@@ -84,12 +76,37 @@ def ensure_admin_token(db: Database, data_dir: Path) -> str:
 
 
 def bootstrap(settings: Settings) -> AppContext:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Open the database (migrated), the credential key and the admin token of a data dir.
+
+    The data dir becomes 0700 and its secrets 0600 before anything is written there
+    (metalfleet.private_files); the SQLite file is created 0600 by db/session.py.
+    """
+    check_tls(settings)
+    secure_data_dir(settings.data_dir)
     db = Database(settings.resolved_database_url())
     migrate.upgrade(db.engine)
     cipher = load_cipher(settings.data_dir)
     ensure_admin_token(db, settings.data_dir)
+    # deploys' NoCloud seed paths, for the node's boot path (boot/nocloud_seeds.py)
+    nocloud_seeds.register_delivery("files", nocloud_seeds.SeedFiles(
+        settings.data_dir / nocloud_seeds.SEED_FOLDER))
     return AppContext(db=db, cipher=cipher, settings=settings)
+
+
+def check_tls(settings: Settings) -> None:
+    """Refuse half a TLS set-up at start-up rather than serve plain HTTP by mistake."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ValidationError("--tls-cert and --tls-key go together: give both or neither")
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise ValidationError(f"TLS file {path} does not exist or is not a file")
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving HTTPS itself; none when a proxy (or nobody) does TLS."""
+    if settings.tls_cert is None:
+        return {}
+    return {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
 
 
 def make_conductor(context: AppContext) -> Conductor:
@@ -131,7 +148,7 @@ async def serve(
     if api:
         config = uvicorn.Config(
             create_app(context), host=settings.host, port=settings.port, log_level="warning",
-            lifespan="off",
+            lifespan="off", **tls_options(settings),
         )
         server = EmbeddedServer(config)
         tasks.append(asyncio.create_task(server.serve()))

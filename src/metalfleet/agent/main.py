@@ -115,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "report them to metalfleet and serve Prometheus metrics")
     monitor.add_argument("--api", required=True, help="metalfleet API URL")
     token = monitor.add_mutually_exclusive_group(required=True)
-    token.add_argument("--token", help="an operator API token (visible in ps: prefer "
-                       "--token-file)")
-    token.add_argument("--token-file", help="file holding the operator API token")
+    token.add_argument("--token", help="this node's monitor credential (visible in ps: "
+                       "prefer --token-file)")
+    token.add_argument("--token-file", help="file holding this node's monitor credential "
+                       "(`metalfleet node monitor-credential NAME --out FILE`); never put "
+                       "an operator token on a tenant's machine")
     monitor.add_argument("--node", required=True, help="this node's name in metalfleet")
     monitor.add_argument("--interval", type=float, default=30.0, help="seconds between checks")
     monitor.add_argument("--root", default="/")

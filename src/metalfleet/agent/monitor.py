@@ -4,13 +4,19 @@ and the Prometheus exporter (agent/exporter.py) on a port.
 Every ``interval`` seconds it runs the in-band checks (agent/health.py ``run_checks``) and
 POSTs the findings to ``/v1/nodes/{name}/health-reports`` with the list of checks that ran,
 so metalfleet clears what is fine again. The node's inventory from inspection (``GET
-/v1/nodes/{name}``) is what the checks compare against (GPU count, IB ports...).
+/v1/nodes/{name}/monitor-expectations``) is what the checks compare against (GPU count, IB
+ports...).
+
+It authenticates with the node's own monitor credential (``metalfleet node
+monitor-credential NAME --out FILE``, then ``--token-file FILE``), never an operator token:
+the monitor runs on a tenant's machine, where root reads whatever it holds, and this
+credential can only post this node's health reports (it reads nothing else).
 
 It never gives up on the API: a failed report is retried with exponential backoff (1 s,
 2 s, ... up to the interval; then the next round sends fresh findings), logged (the 1st,
 2nd, 4th, 8th... failure in a row), and the exporter keeps serving meanwhile. A report the
-API refuses (400/401/403/404/422: wrong node name, bad token) is logged and retried at the
-next round, as the operator may fix it without restarting the agent.
+API refuses (400/401/403/404/422: wrong node name, revoked or another node's credential) is
+logged and retried at the next round, as the operator may fix it without restarting the agent.
 
 Stdlib only: this module runs on deployed nodes.
 """
@@ -107,7 +113,7 @@ class Monitor:
     def fetch_expected(self) -> None:
         """The node's inspected inventory (what the checks compare against), if reachable."""
         try:
-            node = self._request("GET", self._node_path())
+            node = self._request("GET", f"{self._node_path()}/monitor-expectations")
         except (ApiError, OSError, ValueError) as exc:
             log.log(logging.DEBUG if self.failures else logging.WARNING,
                     "could not read %s's inventory (%s); checking without it", self.node, exc)

@@ -6,10 +6,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from metalfleet import __version__
+from metalfleet.api import audit as audit_log
 from metalfleet.api import problems
 from metalfleet.api.routes import (
     acceptance,
     agent,
+    audit,
     boot,
     clusters,
     fleet,
@@ -17,6 +19,7 @@ from metalfleet.api.routes import (
     images,
     misc,
     nocloud,
+    node_credentials,
     nodes,
     observability,
     resources,
@@ -36,6 +39,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.state.context = context
     health_rules.configure_from(context.settings)
     problems.install(app)
+    audit_log.install(app, context)  # every mutating call -> the append-only audit log
     app.include_router(web.router)
     app.include_router(misc.router)
     app.include_router(nodes.router)
@@ -46,6 +50,8 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(fleet.router)
     app.include_router(clusters.router)
     app.include_router(health.router)
+    app.include_router(audit.router)
+    app.include_router(node_credentials.router)
     app.include_router(observability.router)
     for router in context.routers:  # plug-ins' (the lab's, in a --lab process)
         app.include_router(router)

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from metalfleet.core.errors import AuthenticationError, PermissionDeniedError
-from metalfleet.inventory import tokens
+from metalfleet.inventory import node_credentials, tokens
 from metalfleet.inventory.schemas import Role
 from metalfleet.inventory.tokens import Principal
 from metalfleet.runtime import AppContext
@@ -47,6 +47,8 @@ def get_principal(request: Request, context: Context) -> Principal:
             "send 'Authorization: Bearer <token>'; the admin token is in <data-dir>/admin.token"
         )
     with context.db.session() as session:
+        if node_credentials.is_node_credential(session, secret.strip()):
+            raise PermissionDeniedError(node_credentials.ONLY_HEALTH_REPORTS)
         principal = tokens.authenticate(session, secret.strip())
     request.state.principal = principal  # the audit log reads who called
     return principal
@@ -54,7 +56,8 @@ def get_principal(request: Request, context: Context) -> Principal:
 
 Caller = Annotated[Principal, Depends(get_principal)]
 
-READ = frozenset(Role)
+# Explicit, never frozenset(Role): a new role (NODE) must not become a reader by default.
+READ = frozenset({Role.ADMIN, Role.OPERATOR, Role.MEMBER, Role.VIEWER})
 WRITE = frozenset({Role.ADMIN, Role.OPERATOR})
 ADMIN = frozenset({Role.ADMIN})
 

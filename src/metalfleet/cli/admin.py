@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,19 +17,39 @@ ip = typer.Typer(help="IP address management.", no_args_is_help=True)
 
 @tokens.command("list")
 def list_tokens(output: Output = Format.TABLE) -> None:
+    """Tokens with their expiry and last use (written at most once a minute)."""
     with api_errors():
         render(client().get("/v1/tokens")["items"], output,
-               ["name", "role", "tenant", "prefix", "expires_at", "created_at"])
+               ["name", "role", "tenant", "prefix", "expires_at", "last_used_at", "created_at"])
+
+
+EXPIRES_IN_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_expires_in(text: str) -> timedelta:
+    """'90m', '12h', '30d', '2w' -> a positive duration (BadParameter otherwise)."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in EXPIRES_IN_UNITS or not value.isdigit() or int(value) == 0:
+        raise typer.BadParameter(f"{text!r}: a whole number and a unit, like 90m, 12h, 30d, 2w")
+    return timedelta(seconds=int(value) * EXPIRES_IN_UNITS[unit])
 
 
 @tokens.command("create")
 def create_token(name: str, role: Annotated[str, typer.Option(
                      help="admin, operator, member or viewer")],
-                 tenant: Annotated[str | None, typer.Option()] = None) -> None:
+                 tenant: Annotated[str | None, typer.Option()] = None,
+                 expires_in: Annotated[str | None, typer.Option(
+                     "--expires-in", help="lifetime, like 12h, 30d or 2w [default: never]")]
+                 = None) -> None:
     """Create a token; its secret is printed once."""
+    body: dict[str, Any] = {"name": name, "role": role, "tenant": tenant}
+    if expires_in is not None:
+        body["expires_at"] = (datetime.now(UTC) + parse_expires_in(expires_in)).isoformat()
     with api_errors():
-        made = client().post("/v1/tokens", {"name": name, "role": role, "tenant": tenant})
+        made = client().post("/v1/tokens", body)
     console.print(made["token"])
+    if made.get("expires_at"):
+        err_console.print(f"[dim]expires {made['expires_at']}[/]")
     err_console.print("[dim]store it now: it is not shown again[/]")
 
 

@@ -14,6 +14,7 @@ from metalfleet.cli import (
     acceptance,
     admin,
     ansible,
+    audit,
     boot,
     clusters,
     health,
@@ -75,24 +76,42 @@ def up(
     conductor: Annotated[bool, typer.Option(help="run a conductor in this process")] = True,
     workers: Annotated[int, typer.Option(help="conductor worker threads")] = 8,
     agent_timeout: AgentTimeout = 30.0,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", envvar="METALFLEET_TLS_CERT",
+        help="serve HTTPS with this PEM certificate (chain); needs --tls-key")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", envvar="METALFLEET_TLS_KEY", help="the certificate's PEM private key")] = None,
+    behind_tls: Annotated[bool, typer.Option(
+        "--behind-tls", envvar="METALFLEET_BEHIND_TLS",
+        help="a proxy in front terminates TLS: mark the dashboard cookie Secure")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the API, a conductor and the web root in one process (SQLite by default)."""
+    from metalfleet.core.errors import ValidationError
+    from metalfleet.private_files import make_private_dir
     from metalfleet.server import bootstrap, serve
 
     _logging(verbose)
     settings = _settings(data_dir, database_url, host, port, workers, agent_timeout)
-    context = bootstrap(settings)
+    settings.tls_cert, settings.tls_key = tls_cert, tls_key
+    settings.behind_tls = settings.behind_tls or behind_tls
+    try:
+        context = bootstrap(settings)
+    except ValidationError as exc:
+        console.print(f"[bold red]error:[/] {exc.detail}")
+        raise typer.Exit(2) from None
     extra = []
     if lab:
         from metalfleet.lab import plugin
         from metalfleet.lab.runner import LAB_BMC_HEALTH_INTERVAL_S, lab_task
 
+        make_private_dir(data_dir / "lab")  # the lab's BMC state and configs: 0700
         plugin.enable(context)  # before the app is built: the lab's routes join it
         if settings.bmc_health_interval_s is None:  # lab faults should show within seconds
             settings.bmc_health_interval_s = LAB_BMC_HEALTH_INTERVAL_S
         extra.append(lab_task(lab))
-    console.print(f"metalfleet {__version__} on http://{host}:{port}  data: {data_dir}  "
+    scheme = "https" if settings.serves_tls else "http"
+    console.print(f"metalfleet {__version__} on {scheme}://{host}:{port}  data: {data_dir}  "
                   f"admin token: {data_dir / 'admin.token'}")
     asyncio.run(serve(settings, api=True, conductor=conductor, extra_tasks=extra,
                       context=context))
@@ -106,7 +125,11 @@ def run_conductor(
     agent_timeout: AgentTimeout = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run only a conductor (scale out: several of these beside API processes on PostgreSQL)."""
+    """Run only a conductor (scale out: several of these beside API processes on PostgreSQL).
+
+    A conductor serves no HTTP (it has no listener, so no --tls-* options); its database
+    connection uses TLS through the URL, e.g. ...?sslmode=verify-full (docs/operations.md).
+    """
     from metalfleet.server import serve
 
     _logging(verbose)
@@ -130,6 +153,7 @@ app.add_typer(observability.app, name="observability")
 app.add_typer(acceptance.app, name="acceptance")
 app.add_typer(health.app, name="health")
 app.add_typer(health.tickets, name="ticket")
+app.add_typer(audit.app, name="audit")
 groups = resources.register(app)
 images.add_commands(groups["image"])
 

@@ -95,6 +95,35 @@ def delete(name: str) -> None:
     console.print(f"deleted node {name}")
 
 
+@app.command("monitor-credential")
+def monitor_credential(
+    name: str,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="write the credential to this file (mode 0600) instead of printing it")
+    ] = None,
+    revoke: Annotated[bool, typer.Option("--revoke", help="revoke the node's credential")
+                      ] = False,
+) -> None:
+    """Issue the node's monitor credential (for `metalfleet-agent monitor --token-file`).
+
+    It may post this node's health reports and nothing else; a new one revokes the old, and
+    undeploying or deleting the node revokes it. The node's tenant (root) can read it there.
+    """
+    with api_errors():
+        if revoke:
+            client().delete(f"/v1/nodes/{name}/monitor-credential")
+            console.print(f"revoked the monitor credential of node {name}")
+            return
+        secret = str(client().post(f"/v1/nodes/{name}/monitor-credential")["credential"])
+    if out is None:
+        console.print(secret, soft_wrap=True)
+        return
+    from metalfleet.private_files import write_private
+
+    write_private(out, secret + "\n")  # 0600 from the start, never readable by others
+    err_console.print(f"wrote the monitor credential of node {name} to {out} (mode 0600)")
+
+
 def wait_for(api: Client, name: str, timeout: float) -> dict[str, Any]:
     """Follow a node's work with a progress bar until it leaves the work states."""
     deadline = time.monotonic() + timeout

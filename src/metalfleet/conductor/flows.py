@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metalfleet.agent.acceptance import PLAN_KEY
+from metalfleet.boot import nocloud_seeds
 from metalfleet.core.errors import DriverError, MetalfleetError
 from metalfleet.core.states import NodeState, PowerState
 from metalfleet.db import models as m
@@ -192,4 +193,6 @@ def run_flow(db: Database, node_id: str, state: NodeState, ctx: NodeContext,
     """The flow of ``state``; burn-in also records its acceptance run in ``db``."""
     if state is NodeState.BURNING_IN:
         return recorded_burn_in(db, node_id, ctx, hw)
+    if state is NodeState.DEPLOYING:  # this deploy's NoCloud seed secret, to its boot path
+        nocloud_seeds.hand_over(db, node_id)
     return FLOWS[state](ctx, hw)

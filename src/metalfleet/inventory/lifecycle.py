@@ -28,7 +28,7 @@ from metalfleet.core.states import (
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.db.session import rowcount
-from metalfleet.inventory import events
+from metalfleet.inventory import events, node_credentials
 
 
 def load_node(session: Session, name: str) -> m.Node:
@@ -112,6 +112,8 @@ def request_action(
                 node=node.name,
             )
         raise _illegal(node, action)
+    if action is Action.UNDEPLOY:  # the tenancy ends: so do the node's monitor credential
+        node_credentials.tenancy_ended(session, node, actor=actor)  # and NoCloud seed
     message = f"{action.value} requested" + (f": {reason}" if reason else "")
     if image is not None:
         message += f" (image {image.name})"

@@ -525,6 +525,9 @@ class Role(StrEnum):
     OPERATOR = "operator"
     MEMBER = "member"
     VIEWER = "viewer"
+    # A node's monitor credential (inventory/node_credentials.py): posts that node's health
+    # reports and nothing else; in no role set of api/deps.py, never an API token's role.
+    NODE = "node"
 
 
 class TokenIn(Strict):
@@ -535,6 +538,9 @@ class TokenIn(Strict):
 
     @model_validator(mode="after")
     def _tenant(self) -> TokenIn:
+        if self.role == Role.NODE:
+            raise ValueError("node credentials are issued per node: "
+                             "POST /v1/nodes/NAME/monitor-credential")
         if self.role == Role.MEMBER and not self.tenant:
             raise ValueError("a member token needs a tenant")
         if self.role != Role.MEMBER and self.tenant:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from metalfleet.core.errors import AuthenticationError, ConflictError
 from metalfleet.db import models as m
-from metalfleet.db.base import utcnow
+from metalfleet.db.base import as_utc, utcnow
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory.resources import resolve_ref
 
 TOKEN_PREFIX = "mf_"
+# How stale ``last_used_at`` may get before a call writes it again.
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Principal:
     role: s.Role
     tenant_id: str | None = None
     tenant_name: str | None = None
+    # Set only for a node's monitor credential (role NODE): the one node it speaks for.
+    node_id: str | None = None
 
     @property
     def actor(self) -> str:
@@ -59,16 +64,38 @@ def authenticate(session: Session, secret: str) -> Principal:
         raise AuthenticationError(
             "the bearer token is not known; check METALFLEET_TOKEN or <data-dir>/admin.token"
         )
-    if token.expires_at is not None:
-        expires = token.expires_at if token.expires_at.tzinfo else token.expires_at.replace(
-            tzinfo=utcnow().tzinfo)
-        if expires < utcnow():
-            raise AuthenticationError(f"token {token.name!r} expired; ask an admin for a new one")
+    return principal_of(session, token)
+
+
+def principal_of(session: Session, token: m.ApiToken) -> Principal:
+    """The caller behind a known token: refused once it expired; records its last use."""
+    now = utcnow()
+    if token.expires_at is not None and as_utc(token.expires_at) < now:
+        raise AuthenticationError(f"token {token.name!r} expired; ask an admin for a new one")
+    record_use(session, token, now)
     return Principal(
         name=token.name,
         role=s.Role(token.role),
         tenant_id=token.tenant_id,
         tenant_name=token.tenant.name if token.tenant else None,
+    )
+
+
+def record_use(session: Session, token: m.ApiToken, now: datetime) -> None:
+    """Write ``last_used_at`` at most once a minute, so a busy client is not a write per call.
+
+    A conditional UPDATE (not the ORM) so concurrent calls do not fight over the row and the
+    token's ``updated_at`` keeps meaning "changed by an admin".
+    """
+    if token.last_used_at is not None and now - as_utc(token.last_used_at) < LAST_USED_EVERY:
+        return
+    session.execute(
+        update(m.ApiToken)
+        .where(m.ApiToken.id == token.id,
+               or_(m.ApiToken.last_used_at.is_(None),
+                   m.ApiToken.last_used_at < now - LAST_USED_EVERY))
+        .values(last_used_at=now, updated_at=m.ApiToken.updated_at)
+        .execution_options(synchronize_session=False)
     )
 
 

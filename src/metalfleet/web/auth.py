@@ -1,7 +1,11 @@
-"""Dashboard sign-in: the API token kept in an HttpOnly, SameSite=Strict cookie, and CSRF.
+"""Dashboard sign-in: a short-lived session in an HttpOnly, SameSite=Strict cookie, and CSRF.
 
-The cookie holds the token itself and is checked with ``tokens.authenticate`` on every
-request, so revoking or expiring a token ends its dashboard sessions at once. It is sent only
+Signing in with an API token opens a dashboard session (web/sessions.py): the cookie carries
+the session's random id, never the token, so a stolen cookie is no bearer token, ends after
+an idle hour or twelve hours in any case (Settings.web_session_*), and ends at once when its
+token is revoked or expires (each request re-checks the token). The cookie is ``Secure``
+whenever the deployment says browsers reach it over HTTPS (Settings.secure_cookies: `up
+--tls-cert` or METALFLEET_BEHIND_TLS) or the request itself came over HTTPS. It is sent only
 to the dashboard's pages (the API reads bearer headers, never cookies).
 
 CSRF: every cookie-authenticated POST must carry an ``Origin`` header (or, from browsers that
@@ -12,36 +16,47 @@ check is the second lock for browsers or proxies that get SameSite wrong.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 
-from metalfleet.core.errors import AuthenticationError
-from metalfleet.inventory import tokens
 from metalfleet.inventory.tokens import Principal
 from metalfleet.runtime import AppContext
+from metalfleet.web import sessions
 
 COOKIE = "mf_session"
 LOGIN_PATH = "/ui/login"
-MAX_AGE_S = 12 * 3600
+
+
+def lifetime(context: AppContext) -> sessions.Lifetime:
+    settings = context.settings
+    return sessions.Lifetime(max_age=timedelta(seconds=settings.web_session_max_age_s),
+                             idle=timedelta(seconds=settings.web_session_idle_s))
 
 
 def caller_or_none(request: Request, context: AppContext) -> Principal | None:
-    """Who the session cookie belongs to; None without a cookie or with a dead token."""
-    secret = request.cookies.get(COOKIE, "").strip()
-    if not secret:
+    """Who the session cookie belongs to; None without a cookie or with a dead session."""
+    session_id = request.cookies.get(COOKIE, "").strip()
+    if not session_id:
         return None
-    try:
-        with context.db.session() as session:
-            return tokens.authenticate(session, secret)
-    except AuthenticationError:
-        return None
-
-
-def authenticate(context: AppContext, secret: str) -> Principal:
     with context.db.session() as session:
-        return tokens.authenticate(session, secret.strip())
+        return sessions.resolve(session, session_id, lifetime(context))
+
+
+def sign_in(request: Request, context: AppContext, secret: str) -> tuple[str, Principal]:
+    """Open a session with an API token (AuthenticationError when it is unknown or expired)."""
+    address = request.client.host if request.client else None
+    with context.db.session() as session:
+        return sessions.open_session(session, secret.strip(), lifetime(context), address)
+
+
+def sign_out(request: Request, context: AppContext) -> None:
+    session_id = request.cookies.get(COOKIE, "").strip()
+    if session_id:
+        with context.db.session() as session:
+            sessions.close(session, session_id)
 
 
 def safe_next(value: str | None) -> str:
@@ -56,13 +71,16 @@ def to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"{LOGIN_PATH}?next={quote(here, safe='')}", status_code=303)
 
 
-def set_session(response: RedirectResponse, request: Request, secret: str) -> None:
-    response.set_cookie(COOKIE, secret.strip(), max_age=MAX_AGE_S, path="/", httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+def set_session(response: RedirectResponse, request: Request, context: AppContext,
+                session_id: str) -> None:
+    secure = context.settings.secure_cookies or request.url.scheme == "https"
+    response.set_cookie(COOKIE, session_id, max_age=int(context.settings.web_session_max_age_s),
+                        path="/", httponly=True, samesite="strict", secure=secure)
 
 
-def clear_session(response: RedirectResponse) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+def clear_session(response: RedirectResponse, request: Request, context: AppContext) -> None:
+    secure = context.settings.secure_cookies or request.url.scheme == "https"
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=secure)
 
 
 def _origin_of(url: str) -> str | None:

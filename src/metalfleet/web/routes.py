@@ -63,9 +63,9 @@ def posting_caller(request: Request, context: Context) -> Principal | Response:
     caller = auth.caller_or_none(request, context)
     if caller is None:
         return auth.to_login(request)
+    request.state.principal = caller  # the audit log records who called, refused or not
     if not auth.same_origin(request):
         return forbidden()
-    request.state.principal = caller  # the audit log reads who called
     return caller
 
 
@@ -89,20 +89,22 @@ async def login(request: Request, context: Context) -> Response:
     target = auth.safe_next(auth.first(values, "next", "/"))
     secret = auth.first(values, "token").strip()
     try:
-        auth.authenticate(context, secret)
+        session_id, caller = auth.sign_in(request, context, secret)
     except AuthenticationError as exc:
         return render(request, "login.html", None, status=401, next=target, error=exc.detail)
+    request.state.principal = caller  # the audit log reads who signed in
     response = RedirectResponse(target, status_code=303)
-    auth.set_session(response, request, secret)
+    auth.set_session(response, request, context, session_id)
     return response
 
 
 @router.post("/ui/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, context: Context) -> Response:
     if not auth.same_origin(request):
         return forbidden()
+    auth.sign_out(request, context)
     response = RedirectResponse(auth.LOGIN_PATH, status_code=303)
-    auth.clear_session(response)
+    auth.clear_session(response, request, context)
     return response
 
 

@@ -53,13 +53,13 @@ def _metrics(url: str) -> dict[str, list[dict[str, str]]]:
 
 
 def test_monitor_reports_findings_then_clears_them(
-    client: TestClient, live_server: str, operator_token: str, tmp_path: Path,
+    client: TestClient, live_server: str, tmp_path: Path,
 ) -> None:
     assert client.post("/v1/nodes", json=fake_node("g1", "52:54:00:00:00:01")).status_code == 201
     root = build_root(tmp_path / "g1", gpu_node_spec(0))
     _xid(root, 3, 79)
-    token_file = tmp_path / "token"
-    token_file.write_text(operator_token + "\n")
+    token_file = tmp_path / "token"  # the node's own monitor credential, no operator token
+    token_file.write_text(client.post("/v1/nodes/g1/monitor-credential").json()["credential"])
     port = free_port()
     stop = threading.Event()
     thread = threading.Thread(target=monitor_module.serve, kwargs={

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from metalfleet.boot import nocloud_seeds
+from metalfleet.db import models as m
+from metalfleet.runtime import AppContext
 from tests.conftest import fake_node
 
 PARSE_NETWORK = """
@@ -28,7 +32,8 @@ def _cloud_init() -> str:
     return path
 
 
-def test_seed_is_valid_for_cloud_init(client: TestClient, tmp_path: Path) -> None:
+def test_seed_is_valid_for_cloud_init(client: TestClient, context: AppContext,
+                                      tmp_path: Path) -> None:
     tool = _cloud_init()
     client.post("/v1/tenants", json={"name": "acme", "ssh_keys": [
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI ops"]})
@@ -42,17 +47,22 @@ def test_seed_is_valid_for_cloud_init(client: TestClient, tmp_path: Path) -> Non
         {"name": "eth1", "mac": "52:54:00:00:00:02", "network": "data"},
     ]
     assert client.post("/v1/nodes", json=body).status_code == 201
+    with context.db.session() as session:  # as the conductor does when the deploy starts
+        node = session.scalar(select(m.Node).where(m.Node.name == "n1"))
+        assert node is not None
+        node.state = "deploying"
+        seed = f"/v1/nocloud/{nocloud_seeds.issue(session, node)}"
 
-    meta = client.get("/v1/nocloud/52:54:00:00:00:01/meta-data")
+    meta = client.get(f"{seed}/meta-data")
     assert meta.status_code == 200 and "local-hostname: n1" in meta.text
-    user = client.get("/v1/nocloud/52:54:00:00:00:01/user-data").text
+    user = client.get(f"{seed}/user-data").text
     assert user.startswith("#cloud-config") and "ssh-ed25519" in user
     (tmp_path / "user-data").write_text(user)
     checked = subprocess.run([tool, "schema", "-c", str(tmp_path / "user-data")],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0 and "Valid cloud-config" in checked.stdout, checked.stderr
 
-    network = client.get("/v1/nocloud/52:54:00:00:00:02/network-config").text
+    network = client.get(f"{seed}/network-config").text
     (tmp_path / "network-config").write_text(network)
     parsed = subprocess.run(["/usr/bin/python3", "-c", PARSE_NETWORK,
                              str(tmp_path / "network-config")],
@@ -65,4 +75,6 @@ def test_seed_is_valid_for_cloud_init(client: TestClient, tmp_path: Path) -> Non
 
     events = client.get("/v1/nodes/n1/events").json()["items"]
     assert [e["kind"] for e in events].count("first-boot") == 1
-    assert client.get("/v1/nocloud/52:54:00:99:99:99/meta-data").status_code == 404
+    assert client.get(f"{seed}/meta-data").status_code == 200  # cloud-init may ask again
+    assert [e["kind"] for e in client.get("/v1/nodes/n1/events").json()["items"]
+            ].count("first-boot") == 1

@@ -65,13 +65,13 @@ def test_metrics_parse_and_match_the_fleet(client: TestClient, context: AppConte
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples = _samples(response.text)
-    nodes = {(s["state"], s["health"], s["class"], s["tenant"]): v
-             for s, v in samples["metalfleet_nodes"]}
+    assert all("tenant" not in s for s, _ in samples["metalfleet_nodes"])  # off by default
+    nodes = {(s["state"], s["health"], s["class"]): v for s, v in samples["metalfleet_nodes"]}
     assert nodes == {
-        ("active", "ok", "h100", "acme"): 1.0,
-        ("active", "degraded", "h100", "acme"): 1.0,
-        ("available", "ok", "h100", ""): 1.0,
-        ("enrolled", "ok", "cpu", ""): 1.0,
+        ("active", "ok", "h100"): 1.0,
+        ("active", "degraded", "h100"): 1.0,
+        ("available", "ok", "h100"): 1.0,
+        ("enrolled", "ok", "cpu"): 1.0,
     }
     bmc = {s["kind"]: v for s, v in samples["metalfleet_nodes_bmc_errors"]}
     assert bmc == {"timeout": 1.0, "auth": 1.0, "unreachable": 0.0, "other": 0.0}

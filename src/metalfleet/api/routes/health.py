@@ -11,10 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from metalfleet.api.deps import WRITE, Caller, Context, DbSession, require
+from metalfleet.api.routes.node_credentials import Reporter
+from metalfleet.core.errors import PermissionDeniedError
 from metalfleet.health import engine, intake, listing, revalidation, tickets
 from metalfleet.health import schemas as hs
 from metalfleet.inventory.lifecycle import load_node
 from metalfleet.inventory.schemas import Page, Role
+from metalfleet.inventory.tokens import Principal
 
 router = APIRouter(tags=["health"])
 reader = Depends(require(WRITE | {Role.VIEWER}, "reading node health"))
@@ -34,11 +37,13 @@ def node_health(session: DbSession, name: str) -> hs.NodeHealthOut:
     return _node_health(session, name)
 
 
-@router.post("/v1/nodes/{name}/health-reports", response_model=hs.NodeHealthOut,
-             dependencies=[writer])
-def health_report(session: DbSession, caller: Caller, context: Context, name: str,
-                  body: hs.HealthReportIn) -> hs.NodeHealthOut:
-    """A source's findings (``metalfleet-agent monitor`` posts here); remediation is at once."""
+@router.post("/v1/nodes/{name}/health-reports", response_model=hs.NodeHealthOut)
+def health_report(session: DbSession, context: Context, name: str, body: hs.HealthReportIn,
+                  caller: Principal = Reporter) -> hs.NodeHealthOut:
+    """A source's findings (``metalfleet-agent monitor`` posts here, with the node's own
+    monitor credential; or an operator); remediation is at once."""
+    if caller.role is Role.NODE and body.source != "agent":  # it cannot pose as the BMC
+        raise PermissionDeniedError("a node monitor credential reports source 'agent' only")
     node = load_node(session, name)
     intake.report(session, node, body.source, [f.to_finding() for f in body.findings],
                   checks_run=body.checks_run, actor=caller.actor)

@@ -1,20 +1,20 @@
 """cloud-init NoCloud (nocloud-net) seed: what a freshly deployed node fetches on first boot.
 
-Nodes find the seed URL in their SMBIOS serial (``ds=nocloud-net;s=URL``) or on the kernel
-command line; it names the node by MAC, so no token is needed. The first fetch of meta-data
-is the node's first-boot callback and is recorded as an event.
+The seed URL names the node's per-deploy seed secret (boot/nocloud_seeds.py), handed to the
+node's boot path when its deploy started; nodes find it in their SMBIOS serial
+(``ds=nocloud-net;s=URL``) or on the kernel command line. A MAC, a wrong or an expired secret
+all get the same 404, with no event row: an anonymous prober learns nothing and writes
+nothing. The first fetch of meta-data is the node's first-boot callback and is recorded once.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import select
 
 from metalfleet.api.deps import DbSession
-from metalfleet.boot import cloudinit
+from metalfleet.boot import cloudinit, nocloud_seeds
 from metalfleet.core.errors import NotFoundError
-from metalfleet.db import models as m
 from metalfleet.inventory import events
 
 router = APIRouter(prefix="/v1/nocloud", tags=["boot"])
@@ -23,19 +23,19 @@ RENDERERS = {
     "user-data": cloudinit.user_data,
     "network-config": cloudinit.network_config,
 }
+NO_SEED = "no NoCloud seed here"  # the same for every miss: it says nothing about nodes
 
 
-@router.get("/{mac}/{item}", response_class=PlainTextResponse)
-def seed(session: DbSession, mac: str, item: str) -> str:
+@router.get("/{secret}/{item}", response_class=PlainTextResponse)
+def seed(session: DbSession, secret: str, item: str) -> str:
     render = RENDERERS.get(item)
+    found = nocloud_seeds.find(session, secret) if render or item == "vendor-data" else None
+    if found is None:
+        raise NotFoundError(NO_SEED)
+    node, current = found
     if render is None:
-        if item == "vendor-data":
-            return ""
-        raise NotFoundError(f"no {item!r} in a NoCloud seed; try meta-data or user-data")
-    node = session.scalar(select(m.Node).join(m.Port).where(m.Port.mac == mac.lower()))
-    if node is None:
-        raise NotFoundError(f"no node has a port with MAC {mac}")
-    if item == "meta-data":
+        return ""  # vendor-data: none
+    if item == "meta-data" and nocloud_seeds.first_boot(current):
         events.record(session, node=node, kind="first-boot", actor="cloud-init",
                       message=f"first boot: {node.name} fetched its meta-data while {node.state}")
     return render(node)

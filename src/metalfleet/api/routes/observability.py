@@ -27,7 +27,8 @@ def prometheus_metrics(context: Context) -> Response:
 
     if context.metrics_registry is None:
         context.metrics_registry = metrics.fleet_registry(
-            context.db, conductor_dead_after_s=context.settings.conductor_dead_after_s)
+            context.db, conductor_dead_after_s=context.settings.conductor_dead_after_s,
+            tenant_labels=context.settings.metrics_tenant_labels)
     return Response(metrics.render(context.metrics_registry), media_type=CONTENT_TYPE)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from metalfleet.db import agent_models, health_models, models  # noqa: F401  (every table)
+from metalfleet.db import (  # noqa: F401  (every table)
+    agent_models,
+    audit_models,
+    health_models,
+    models,
+    node_credential_models,
+    web_session_models,
+)
 from metalfleet.db.base import Base
 
 config = context.config

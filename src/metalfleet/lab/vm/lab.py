@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from metalfleet.boot.ipxe import chain_script
+from metalfleet.boot.nocloud_seeds import SEED_FOLDER, seed_file
 from metalfleet.lab.vm.machines import VmError, VmSpec
 
 DISK_BYTES = 4 * 1024**3
@@ -57,8 +58,9 @@ def prepare(state_dir: Path, count: int, api_url: str) -> list[dict[str, Any]]:
         if not disk.exists():
             with disk.open("wb") as handle:
                 handle.truncate(DISK_BYTES)
+        vm.pop("seed_url", None)  # by MAC: an older lab's; the seed path is per deploy now
         vm.update(disk=str(disk), console_log=str(state_dir / f"{name}.console.log"),
-                  seed_url=f"{guest_api}/v1/nocloud/{vm['mac']}/")
+                  guest_api=guest_api)
         vms.append(vm)
     listing.write_text(json.dumps(vms, indent=2))
     listing.chmod(0o600)
@@ -69,7 +71,10 @@ def specs(state_dir: Path) -> dict[str, VmSpec]:
     vms = json.loads((state_dir / "vms.json").read_text())
     return {vm["id"]: VmSpec(name=vm["name"], mac=vm["mac"], disk=Path(vm["disk"]),
                              tftp_root=state_dir / "tftp", console_log=Path(vm["console_log"]),
-                             seed_url=vm["seed_url"]) for vm in vms}
+                             guest_api=vm.get("guest_api", ""),
+                             seed_file=seed_file(state_dir.parent / SEED_FOLDER, vm["mac"]))
+            for vm in vms}
+
 
 
 def start_daemon(state_dir: Path, timeout: float = 30.0) -> dict[str, Any]:

@@ -31,7 +31,16 @@ class VmSpec:
     console_log: Path
     memory_mib: int = 384
     cpus: int = 1
-    seed_url: str = ""  # NoCloud seed, passed as the SMBIOS serial (ds=nocloud-net;s=URL)
+    # NoCloud seed, passed as the SMBIOS serial (ds=nocloud-net;s=URL) at each power-on: the
+    # API URL as the VM reaches it + the current deploy's seed path, which the server writes
+    # to ``seed_file`` (<data-dir>/nocloud-seeds/<mac>) when a deploy starts.
+    guest_api: str = ""
+    seed_file: Path | None = None
+
+    def seed_url(self) -> str:
+        if not self.guest_api or self.seed_file is None or not self.seed_file.is_file():
+            return ""
+        return self.guest_api + self.seed_file.read_text().strip()
 
 
 def qemu_binary() -> str:
@@ -52,8 +61,9 @@ def qemu_command(spec: VmSpec, boot: str) -> list[str]:
         "-device", f"virtio-net-pci,netdev=n0,mac={spec.mac}",
         "-drive", f"file={spec.disk},if=virtio,format=raw",
     ]
-    if spec.seed_url:
-        command += ["-smbios", f"type=1,serial=ds=nocloud-net;s={spec.seed_url}"]
+    seed_url = spec.seed_url()
+    if seed_url:
+        command += ["-smbios", f"type=1,serial=ds=nocloud-net;s={seed_url}"]
     return command
 
 
