@@ -67,6 +67,11 @@ class Settings:
     default_quota_nodes: int | None = field(default_factory=default_quota_from_env)
     # Largest image upload accepted by POST /v1/images/upload.
     max_upload_bytes: int = 64 * 1024**3
+    # Largest request body of any other call (api/limits.py): 413 beyond it.
+    max_request_bytes: int = 1024**2
+    # Agent lookups and discovery reports per source address and minute, shared by every
+    # API process (inventory/rate_limits.py); raise it when many nodes sit behind one NAT.
+    agent_lookups_per_minute: int = 30
     # /metrics is anonymous: node counts carry a tenant label only when the operator says so.
     metrics_tenant_labels: bool = field(default_factory=metrics_tenant_labels_from_env)
     # TLS (docs/operations.md): metalfleet serves HTTPS itself with a certificate and key, or a

@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from metalfleet import __version__
 from metalfleet.api import audit as audit_log
-from metalfleet.api import problems
+from metalfleet.api import limits, problems
 from metalfleet.api.routes import (
     acceptance,
     agent,
@@ -39,6 +39,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.state.context = context
     health_rules.configure_from(context.settings)
     problems.install(app)
+    limits.install(app, context)  # bodies over settings.max_request_bytes: 413 (audited)
     audit_log.install(app, context)  # every mutating call -> the append-only audit log
     app.include_router(web.router)
     app.include_router(misc.router)

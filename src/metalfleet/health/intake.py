@@ -8,12 +8,14 @@ critical finding has the node drained by the time the caller commits.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from metalfleet.core import safe_text
 from metalfleet.core.errors import ValidationError
 from metalfleet.db import health_models as hm
 from metalfleet.db import models as m
@@ -27,6 +29,18 @@ def _check_source(source: str) -> None:
     if source not in SOURCES:
         raise ValidationError(f"source must be one of {', '.join(SOURCES)}, not {source!r}",
                               field="source")
+
+
+def safe_finding(finding: Finding) -> Finding:
+    """The finding with check and component reduced to safe text (core/safe_text.py).
+
+    The API refuses unsafe ones (422); BMC sweeps and alert labels come here unchecked, and
+    components end up in drain reasons and scheduler commands."""
+    check = safe_text.sanitize_token(finding.check, safe_text.CHECK_MAX) or "unknown"
+    component = safe_text.sanitize_token(finding.component)
+    if check == finding.check and component == finding.component:
+        return finding
+    return dataclasses.replace(finding, check=check, component=component)
 
 
 def lock_node(session: Session, node: m.Node) -> None:
@@ -103,14 +117,14 @@ def report(
     book = rules.current()
     active = {(s.check, s.component): s for s in active_signals(session, node.id, source)}
     seen: set[tuple[str, str]] = set()
-    for finding in findings:
+    for finding in map(safe_finding, findings):
         key = (finding.check, finding.component)
         if key in seen:
             continue  # one sighting per report, however many lines showed it
         active[key] = _upsert(session, node, source, finding, active.get(key), book, actor)
         seen.add(key)
     if checks_run is not None:
-        ran = set(checks_run)
+        ran = {safe_text.sanitize_token(c, safe_text.CHECK_MAX) for c in checks_run}
         for key, signal in active.items():
             if key not in seen and signal.check in ran:
                 _clear(session, node, signal, actor)
@@ -122,6 +136,8 @@ def clear(session: Session, node: m.Node, source: str, check: str, component: st
           actor: str) -> bool:
     """Clear one active signal; False when there was none. The node is re-evaluated."""
     _check_source(source)
+    check = safe_text.sanitize_token(check, safe_text.CHECK_MAX) or "unknown"
+    component = safe_text.sanitize_token(component)  # as report stored it
     lock_node(session, node)
     signal = session.scalar(select(hm.HealthSignal).where(
         hm.HealthSignal.node_id == node.id, hm.HealthSignal.source == source,

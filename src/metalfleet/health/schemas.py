@@ -5,20 +5,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from metalfleet.core import bounds, safe_text
 from metalfleet.db import health_models as hm
 from metalfleet.db import models as m
 from metalfleet.health.findings import Finding
 from metalfleet.inventory.schemas import Strict
 
+# Bounds on what a node (or any source) may send in one report (issue 11: bounded input).
+MAX_FINDINGS = 256
+MAX_MESSAGE = 2000
+MAX_EVIDENCE_BYTES = 16 * 1024
+
 
 class FindingIn(Strict):
-    check: str = Field(min_length=1, max_length=63)
-    component: str = Field("", max_length=127)
+    # Check names and components reach drain reasons and scheduler commands: safe text only.
+    check: str = Field(min_length=1, max_length=safe_text.CHECK_MAX,
+                       description=safe_text.TOKEN_CHARS)
+    component: str = Field("", max_length=safe_text.COMPONENT_MAX,
+                           description=safe_text.TOKEN_CHARS)
     severity: Literal["warning", "critical"]
-    message: str = ""
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    message: str = Field("", max_length=MAX_MESSAGE)
+    evidence: dict[str, Any] = Field(default_factory=dict,
+                                     description=f"at most {MAX_EVIDENCE_BYTES} bytes as JSON")
+
+    _check = field_validator("check")(safe_text.require_check)
+    _component = field_validator("component")(safe_text.require_component)
+
+    @field_validator("evidence")
+    @classmethod
+    def _small_evidence(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return bounds.json_within(value, MAX_EVIDENCE_BYTES, "evidence")
 
     def to_finding(self) -> Finding:
         return Finding(self.check, self.component, self.severity, self.message,
@@ -27,9 +45,16 @@ class FindingIn(Strict):
 
 class HealthReportIn(Strict):
     source: Literal["agent", "bmc", "alert", "operator"] = "agent"
-    findings: list[FindingIn] = Field(default_factory=list)
+    findings: list[FindingIn] = Field(default_factory=list, max_length=MAX_FINDINGS)
     # Checks that ran: their active signals that are not among the findings clear.
-    checks_run: list[str] | None = None
+    checks_run: list[str] | None = Field(None, max_length=MAX_FINDINGS)
+
+    @field_validator("checks_run")
+    @classmethod
+    def _safe_checks(cls, value: list[str] | None) -> list[str] | None:
+        for check in value or []:
+            safe_text.require_check(check, "checks_run entry")
+        return value
 
 
 class SignalOut(BaseModel):
@@ -72,13 +97,16 @@ class NodeHealthOut(BaseModel):
 
 
 class TicketIn(Strict):
-    node: str
-    component: str = Field("", max_length=127)
-    summary: str = Field(min_length=1)
+    node: str = Field(max_length=63)
+    component: str = Field("", max_length=safe_text.COMPONENT_MAX,
+                           description=safe_text.TOKEN_CHARS)
+    summary: str = Field(min_length=1, max_length=MAX_MESSAGE)
+
+    _component = field_validator("component")(safe_text.require_component)
 
 
 class ResolveIn(Strict):
-    note: str = Field(min_length=1)
+    note: str = Field(min_length=1, max_length=MAX_MESSAGE)
 
 
 def signal_out(signal: hm.HealthSignal, node_name: str) -> SignalOut:

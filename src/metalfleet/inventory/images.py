@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import urllib.parse
@@ -151,23 +150,63 @@ def facts(path: Path) -> ImageFacts:
     return ImageFacts(sha256, size, detect_format(path))
 
 
-@contextmanager
-def fetched(data_dir: Path, location: str, base_url: str | None = None) -> Iterator[Path]:
-    """The image at ``location`` as a local file: ours directly, others downloaded to a temp."""
+def _too_large(max_bytes: int) -> TooLargeError:
+    return TooLargeError(f"the image is larger than {max_bytes} bytes, the most verify "
+                         "hashes (max_upload_bytes); it was not verified")
+
+
+def _verifiable_file(data_dir: Path, location: str, base_url: str | None,
+                     lab_root: Path | None) -> Path | None:
+    """The local file verify may read for ``location``, None for a remote URL, or refused.
+
+    Verify only ever reads a file the image record legitimately names: ours (the images
+    folder), or in a ``--lab`` process one inside the lab's data folder. Anything else that
+    is a local path (a ``file://`` elsewhere, an /images/ URL escaping the folder) is refused
+    before a byte is read, so its digest can never be computed, let alone shown."""
     local = local_file(data_dir, location, base_url)
     if local is not None:
+        return local
+    parsed = urllib.parse.urlsplit(location)
+    if parsed.scheme == "file":
+        path = Path(urllib.parse.unquote(parsed.path))
+        try:
+            inside = lab_root is not None and path.resolve().is_relative_to(lab_root.resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            raise ValidationError(
+                f"verify reads file:// locations only inside the lab's data folder of a --lab "
+                f"process; {location!r} was not read")
+        if not path.resolve().is_file():
+            raise ValidationError(f"cannot download the image from {location}: no such file")
+        return path.resolve()
+    if parsed.scheme not in ("http", "https"):
+        raise ValidationError(f"cannot fetch {location!r}: only http(s):// and file:// URLs")
+    ours = base_url is not None and location.startswith(base_url.rstrip("/") + "/images/")
+    if ours or ".." in urllib.parse.unquote(parsed.path).split("/"):
+        raise ValidationError(f"{location!r} names no image file in the images folder; it "
+                              "was not read")
+    return None
+
+
+@contextmanager
+def fetched(data_dir: Path, location: str, base_url: str | None = None, *,
+            lab_root: Path | None = None, max_bytes: int = MAX_UPLOAD_BYTES) -> Iterator[Path]:
+    """The image at ``location`` as a local file, at most ``max_bytes`` (else 413): ours or
+    the lab's directly, an http(s) one downloaded to a temp; anything else refused."""
+    local = _verifiable_file(data_dir, location, base_url, lab_root)
+    if local is not None:
+        if local.stat().st_size > max_bytes:
+            raise _too_large(max_bytes)
         yield local
         return
-    scheme = urllib.parse.urlsplit(location).scheme
-    if scheme not in ("http", "https", "file"):
-        raise ValidationError(f"cannot fetch {location!r}: only http(s):// and file:// URLs")
     fd, tmp_name = tempfile.mkstemp(prefix=".fetch.", dir=images_dir(data_dir))
     tmp = Path(tmp_name)
     try:
         try:
             with urllib.request.urlopen(location, timeout=60) as response, \
                     os.fdopen(fd, "wb") as handle:  # fmt: skip
-                _copy(response, handle)
+                _copy(response, handle, max_bytes)
         except OSError as exc:
             raise ValidationError(f"cannot download the image from {location}: {exc}") from exc
         yield tmp
@@ -175,8 +214,19 @@ def fetched(data_dir: Path, location: str, base_url: str | None = None) -> Itera
         tmp.unlink(missing_ok=True)
 
 
-def _copy(source: BinaryIO, target: BinaryIO) -> None:
-    shutil.copyfileobj(source, target, CHUNK)
+def _copy(source: BinaryIO, target: BinaryIO, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    copied = 0
+    while chunk := source.read(CHUNK):
+        copied += len(chunk)
+        if copied > max_bytes:
+            raise _too_large(max_bytes)
+        target.write(chunk)
+
+
+def public_mismatches(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mismatches as verify shows them: a digest that differs is never echoed ("mismatch")."""
+    return {key: ({"registered": v["registered"], "actual": "mismatch"} if key == "sha256"
+                  else v) for key, v in found.items()}
 
 
 def mismatches(registered: dict[str, Any], actual: ImageFacts) -> dict[str, dict[str, Any]]:

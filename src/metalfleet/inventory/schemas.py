@@ -14,6 +14,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from metalfleet.core import bounds, safe_text
+
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 Name = Annotated[
     str,
@@ -438,8 +440,12 @@ class NodeIn(Strict):
         None, description="which driver composition runs the node; defaults to the BMC driver"
     )
     driver_info: dict[str, Any] = Field(default_factory=dict)
-    ports: list[PortIn] = Field(default_factory=list)
+    ports: list[PortIn] = Field(default_factory=list, max_length=64)
     labels: dict[str, str] = Field(default_factory=dict)
+
+    # Bounded input (issue 11): a node document cannot fill the database.
+    _labels = field_validator("labels")(bounds.labels_within)
+    _driver_info = field_validator("driver_info")(bounds.driver_info_within)
     tenant: Name | None = None
 
     @model_validator(mode="after")
@@ -460,9 +466,12 @@ class NodePatch(Strict):
     node_class: Name | None = None
     bmc: BmcIn | None = None
     driver_info: dict[str, Any] | None = None
-    ports: list[PortIn] | None = None
+    ports: list[PortIn] | None = Field(None, max_length=64)
     labels: dict[str, str] | None = None
     tenant: Name | None = None
+
+    _labels = field_validator("labels")(bounds.labels_within)
+    _driver_info = field_validator("driver_info")(bounds.driver_info_within)
 
 
 class ProgressOut(BaseModel):
@@ -502,7 +511,14 @@ class NodeOut(BaseModel):
 
 class ActionIn(Strict):
     image: Name | None = None
-    reason: str | None = None
+    # Maintenance reasons reach Slurm drain reasons: safe text only (core/safe_text.py).
+    reason: str | None = Field(default=None, max_length=safe_text.REASON_MAX,
+                               description=safe_text.REASON_CHARS)
+
+    @field_validator("reason")
+    @classmethod
+    def _safe_reason(cls, value: str | None) -> str | None:
+        return value if value is None else safe_text.require_reason(value)
 
 
 class EventOut(Out):

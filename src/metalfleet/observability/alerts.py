@@ -5,6 +5,11 @@ discovery labels guarantee) is recorded as a node event of kind ``alert`` with i
 (firing or resolved), alertname, severity and summary, and fed to the health engine
 (health/alerts.py: firing -> a finding, resolved -> cleared). Alerts for nodes metalfleet does
 not know are counted and dropped; alerts without a ``node`` label are counted as unlabelled.
+
+Labels are untrusted (anyone who can reach Alertmanager, or a tenant's own exporter, shapes
+them): a ``node`` label that is not a valid node name is dropped like an unknown node (and
+not echoed back), and the alertname and component labels are reduced to safe text by the
+health intake before they can reach a drain reason or a scheduler command.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from metalfleet.core import safe_text
 from metalfleet.db import models as m
 from metalfleet.health import alerts as health_alerts
 from metalfleet.inventory import events
@@ -53,7 +59,8 @@ class WebhookResult(BaseModel):
 
 
 def ingest(session: Session, payload: WebhookPayload) -> WebhookResult:
-    names = {a.labels["node"] for a in payload.alerts if a.labels.get("node")}
+    names = {a.labels["node"] for a in payload.alerts
+             if safe_text.is_name(a.labels.get("node") or "")}
     nodes = {n.name: n for n in session.scalars(select(m.Node).where(m.Node.name.in_(names)))}
     recorded = unknown = unlabelled = 0
     unknown_names: set[str] = set()
@@ -65,7 +72,8 @@ def ingest(session: Session, payload: WebhookPayload) -> WebhookResult:
         node = nodes.get(name)
         if node is None:
             unknown += 1
-            unknown_names.add(name)
+            if safe_text.is_name(name):  # a hostile label is neither looked up nor echoed
+                unknown_names.add(name)
             continue
         alertname = alert.labels.get("alertname", "")
         severity = alert.labels.get("severity", "")

@@ -16,6 +16,12 @@ health engine both come through here.
 
 A scheduler that cannot be reached never blocks the caller: the outcome says so, an event
 records it, and the health engine goes on (the node is in maintenance either way).
+
+Nothing here trusts its strings (issue 11): a node or cluster name that is not a valid name
+is refused before a command is built, a reason is reduced to core/safe_text's character set
+(it may be made from an agent's component or read back from the database), and with a remote
+prefix (``remote_shell``, default: the prefix or kubectl argv starts with ssh) every argument
+metalfleet adds is ``shlex``-quoted, because ssh joins its arguments into one shell line.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from metalfleet.core import safe_text
 from metalfleet.core.errors import MetalfleetError
 from metalfleet.db import models as m
 from metalfleet.inventory import events
@@ -59,7 +66,13 @@ def slurm_control(cluster: m.Cluster) -> slurm.SlurmControl | None:
         conf=Path(conf["conf"]) if conf.get("conf") else None,
         prefix=tuple(conf.get("prefix") or ()),
         timeout_s=float(conf.get("timeout_s", 15.0)),
+        remote_shell=_remote_shell(conf),
     )
+
+
+def _remote_shell(conf: dict[str, Any]) -> bool | None:
+    value = conf.get("remote_shell")
+    return value if isinstance(value, bool) else None
 
 
 class KubectlError(MetalfleetError):
@@ -72,7 +85,8 @@ def kubectl(cluster: m.Cluster, *args: str) -> str:
 
     Errors name the subcommand only: the configured argv may carry a kubeconfig or token."""
     conf: dict[str, Any] = (cluster.scheduler_config or {}).get("kubernetes") or {}
-    command = [*(conf.get("kubectl") or ["kubectl"]), *args]
+    base = [str(part) for part in conf.get("kubectl") or ["kubectl"]]
+    command = [*base, *slurm.shell_args(base, _remote_shell(conf), args)]
     timeout = float(conf.get("timeout_s", 60.0))
     what = f"kubectl {' '.join(args)}"
     try:
@@ -114,6 +128,10 @@ def _act(session: Session, node: m.Node, action: str, detail: str, actor: str,
         return None
     error: str | None = None
     try:
+        for what, name in (("node", node.name), ("cluster", cluster.name)):
+            if not safe_text.is_name(name):  # from the database: not trusted either
+                raise MetalfleetError(f"refusing to pass {what} name {name[:80]!r} to the "
+                                      f"scheduler: {safe_text.NAME_CHARS}")
         if cluster.scheduler == "slurm":
             _configured_slurm(cluster).run("scontrol", "update", f"NodeName={node.name}",
                                            *slurm_args)
@@ -127,7 +145,8 @@ def _act(session: Session, node: m.Node, action: str, detail: str, actor: str,
 
 def drain(session: Session, node: m.Node, reason: str, *, actor: str) -> HookOutcome | None:
     """Stop new work on the node in its scheduler; None when it is in no scheduler's cluster."""
-    reason = " ".join(reason.split()) or "drained by metalfleet"  # Slurm wants one line
+    # One line (Slurm wants it) of safe characters: reasons may be made from a component.
+    reason = safe_text.sanitize_reason(reason)
     return _act(session, node, "drain", reason, actor, ("State=DRAIN", f"Reason={reason}"), (
         ("cordon", node.name),
         ("drain", node.name, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"),

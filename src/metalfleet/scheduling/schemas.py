@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from metalfleet.core import safe_text
 from metalfleet.inventory.schemas import Name, Strict
 from metalfleet.scheduling.hostlist import expand
 from metalfleet.scheduling.slurm.config import SlurmSite
@@ -77,6 +78,9 @@ class SlurmConfig(Strict):
     conf: str = Field(description="slurm.conf on the API host; push writes its directory")
     prefix: list[str] = Field(default_factory=list,
                               description='runs Slurm commands, e.g. ["ssh", "head"]')
+    remote_shell: bool | None = Field(
+        None, description="the prefix joins the command into one remote shell line (ssh): "
+        "metalfleet then shell-quotes every argument; default: when the prefix starts with ssh")
     timeout_s: float = Field(15.0, gt=0, le=300)
     site: SlurmSite | None = Field(None, description="slurm.conf choices (default: Debian's)")
     max_time: str = Field("INFINITE", pattern=r"^(INFINITE|UNLIMITED|[0-9:-]+)$",
@@ -89,6 +93,9 @@ class SlurmConfig(Strict):
 
 class KubernetesConfig(Strict):
     kubectl: list[str] = Field(default_factory=lambda: ["kubectl"], min_length=1)
+    remote_shell: bool | None = Field(
+        None, description="kubectl runs through a remote shell (ssh ... kubectl): arguments "
+        "are shell-quoted; default: when the argv starts with ssh")
     timeout_s: float = Field(60.0, gt=0, le=900)
     service_network: Name | None = Field(
         None, description="network whose free IPAM addresses MetalLB hands out "
@@ -113,7 +120,10 @@ class ClusterPatch(Strict):
 
 
 class DrainIn(Strict):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=safe_text.REASON_MAX,
+                        description=f"why; {safe_text.REASON_CHARS}")
+
+    _safe = field_validator("reason")(safe_text.require_reason)
 
 
 class HookOut(BaseModel):

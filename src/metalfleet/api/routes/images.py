@@ -60,24 +60,31 @@ def _registered(image: Any) -> dict[str, Any]:
             "disk_format": image.disk_format}
 
 
-@router.post("/{name}/verify", dependencies=[reader],
-             summary="Download the image and check it against its record (unchanged)")
+@router.post("/{name}/verify", dependencies=[writer],
+             summary="Download the image and check it against its record (unchanged)",
+             description="Operators and admins only. Reads only the file the record names "
+             "(the images folder, an http(s) URL, or a lab file in a --lab process), at most "
+             "max_upload_bytes (413 beyond); a differing sha256 is reported as a mismatch "
+             "without the computed digest.")
 def verify(name: str, request: Request, context: Context, session: DbSession) -> dict[str, Any]:
     image = resources.get(session, KIND, name)
     registered = _registered(image)
     location = image.location
-    with images.fetched(context.settings.data_dir, location, str(request.base_url)) as path:
+    lab_root = context.lab.root if context.lab is not None else None
+    with images.fetched(context.settings.data_dir, location, str(request.base_url),
+                        lab_root=lab_root, max_bytes=context.settings.max_upload_bytes) as path:
         facts = images.facts(path)
     found = images.mismatches(registered, facts)
-    actual = {"sha256": facts.sha256, "size_bytes": facts.size_bytes,
-              "disk_format": facts.disk_format}
     if found:
+        shown = images.public_mismatches(found)
         raise ValidationError(
             f"image {name!r} does not match its record: "
             + "; ".join(f"{key} registered {v['registered']}, actual {v['actual']}"
-                        for key, v in found.items()),
-            mismatches=found, registered=registered, actual=actual,
+                        for key, v in shown.items()),
+            mismatches=shown, registered=registered,
         )
+    actual = {"sha256": facts.sha256, "size_bytes": facts.size_bytes,
+              "disk_format": facts.disk_format}
     return {"name": name, "ok": True, "location": location, **actual}
 
 
