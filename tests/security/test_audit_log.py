@@ -127,13 +127,14 @@ def test_the_database_refuses_to_rewrite_history(client: TestClient, context: Ap
     assert raw_dump(context) == before
 
 
-def test_postgresql_refuses_truncate(client: TestClient, context: AppContext) -> None:
-    if context.db.is_sqlite:
-        pytest.skip("SQLite has no TRUNCATE (its DELETE trigger covers DELETE FROM)")
+def test_the_database_refuses_to_empty_the_table(client: TestClient, context: AppContext) -> None:
+    """PostgreSQL's TRUNCATE skips DELETE triggers (its own trigger refuses it); SQLite has no
+    TRUNCATE, and its unqualified DELETE (the "truncate optimisation") still fires the trigger."""
     client.post("/v1/tenants", json={"name": "acme"})
     before = raw_dump(context)
+    statement = "DELETE FROM audit_log" if context.db.is_sqlite else "TRUNCATE audit_log"
     with pytest.raises(DBAPIError, match="append-only"), context.db.engine.begin() as conn:
-        conn.execute(text("TRUNCATE audit_log"))
+        conn.execute(text(statement))
     assert raw_dump(context) == before
 
 
