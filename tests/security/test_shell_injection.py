@@ -176,6 +176,17 @@ def test_health_reports_with_hostile_components_are_refused(
             assert "findings.0." in r.json()["detail"]
     assert rec.calls() == [] and not rec.pwned.exists()
     assert client.get(f"/v1/nodes/{nodes[0]}/health").json()["signals"] == []
+    # A real BMC sensor name keeps its space: it reaches scontrol inside one argument.
+    finding = {"check": "fan", "component": "System  Fan 3", "severity": "critical"}
+    r = client.post(f"/v1/nodes/{nodes[0]}/health-reports",
+                    json={"source": "operator", "findings": [finding]})
+    assert r.status_code == 200, r.text
+    signals = client.get(f"/v1/nodes/{nodes[0]}/health").json()["signals"]
+    assert [(s["check"], s["component"]) for s in signals] == [("fan", "System Fan 3")]
+    drains = [c for c in rec.calls() if "State=DRAIN" in c]
+    assert len(drains) == 1 and drains[0][1] == f"NodeName={nodes[0]}"
+    assert drains[0][3].startswith("Reason=") and "fan on System Fan 3" in drains[0][3]
+    assert not rec.pwned.exists()
 
 
 def test_hook_path_with_hostile_database_values_stays_literal(
@@ -237,7 +248,7 @@ def test_alert_labels_cannot_inject(
     signals = client.get(f"/v1/nodes/{nodes[0]}/health").json()["signals"]
     assert [(s["check"], s["component"]) for s in signals] == [
         (safe_text.sanitize_token(f"Gpu$(touch {pwned})", safe_text.CHECK_MAX),
-         safe_text.sanitize_token(f"0`touch {pwned}`"))]
+         safe_text.sanitize_component(f"0`touch {pwned}`"))]
     # Resolving the same alert clears the signal stored under the sanitized key.
     payload["alerts"][2]["status"] = "resolved"
     assert client.post("/v1/observability/alertmanager/webhook",

@@ -13,6 +13,12 @@ Two ways to apply it:
   into a domain error) a value a caller sent: the caller learns what is allowed;
 - ``sanitize_*`` replaces what is not allowed with ``_`` for values metalfleet composes
   itself from untrusted parts (a reason made from an agent's component, a database value).
+
+Spaces are shell-inert once every argument is one argv entry or ``shlex``-quoted (the
+scheduler hooks do both), so reasons and components keep theirs: a component is often a
+BMC sensor's real name (``Inlet Temp``, ``CPU1 Temp``), and renaming it would make the
+signal, the ticket and the drain reason disagree with what the BMC and the operator see.
+Check names are metalfleet's own identifiers and stay without spaces.
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ REASON_CHARS = "letters, digits, spaces and . _ : , / @ + = % -"
 REASON_MAX = 200
 _REASON_BAD = re.compile(r"[^A-Za-z0-9 ._:,/@+=%-]")
 
-# Tokens (components, check names): like the above without spaces.
+# Tokens (check names): like the above without spaces, commas, = or %.
 TOKEN_CHARS = "letters, digits and . _ : / @ + -"
-COMPONENT_MAX = 127
 CHECK_MAX = 63
 _TOKEN_BAD = re.compile(r"[^A-Za-z0-9._:/@+-]")
+
+# Components (a GPU, a port, a BMC sensor such as "Inlet Temp"): tokens plus single spaces.
+COMPONENT_CHARS = "letters, digits, spaces and . _ : / @ + -"
+COMPONENT_MAX = 127
+_COMPONENT_BAD = re.compile(r"[^A-Za-z0-9 ._:/@+-]")
 
 # Node and cluster names: the inventory's name pattern.
 NAME_CHARS = "lower-case letters, digits, '.', '_' and '-' (at most 63, no leading '-')"
@@ -53,7 +63,10 @@ def require_reason(value: str, what: str = "reason") -> str:
 
 
 def require_component(value: str, what: str = "component") -> str:
-    return _require(value, _TOKEN_BAD, COMPONENT_MAX, what, TOKEN_CHARS)
+    """A caller's component with runs of whitespace made one space (as
+    :func:`sanitize_component` does, so both find the same signal), or ValueError."""
+    return _require(" ".join(value.split()), _COMPONENT_BAD, COMPONENT_MAX, what,
+                    COMPONENT_CHARS)
 
 
 def require_check(value: str, what: str = "check") -> str:
@@ -76,6 +89,12 @@ def sanitize_reason(value: str, default: str = "drained by metalfleet") -> str:
     return text or default
 
 
-def sanitize_token(value: str, limit: int = COMPONENT_MAX) -> str:
-    """A component or check name with every disallowed character replaced by ``_``."""
+def sanitize_token(value: str, limit: int = CHECK_MAX) -> str:
+    """A check name with every disallowed character replaced by ``_``."""
     return _TOKEN_BAD.sub("_", value)[:limit]
+
+
+def sanitize_component(value: str) -> str:
+    """A component on one line (runs of whitespace become one space) with every other
+    disallowed character replaced by ``_``, at most COMPONENT_MAX long."""
+    return _COMPONENT_BAD.sub("_", " ".join(value.split()))[:COMPONENT_MAX].strip()

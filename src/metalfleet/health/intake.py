@@ -37,7 +37,7 @@ def safe_finding(finding: Finding) -> Finding:
     The API refuses unsafe ones (422); BMC sweeps and alert labels come here unchecked, and
     components end up in drain reasons and scheduler commands."""
     check = safe_text.sanitize_token(finding.check, safe_text.CHECK_MAX) or "unknown"
-    component = safe_text.sanitize_token(finding.component)
+    component = safe_text.sanitize_component(finding.component)
     if check == finding.check and component == finding.component:
         return finding
     return dataclasses.replace(finding, check=check, component=component)
@@ -137,7 +137,7 @@ def clear(session: Session, node: m.Node, source: str, check: str, component: st
     """Clear one active signal; False when there was none. The node is re-evaluated."""
     _check_source(source)
     check = safe_text.sanitize_token(check, safe_text.CHECK_MAX) or "unknown"
-    component = safe_text.sanitize_token(component)  # as report stored it
+    component = safe_text.sanitize_component(component)  # as report stored it
     lock_node(session, node)
     signal = session.scalar(select(hm.HealthSignal).where(
         hm.HealthSignal.node_id == node.id, hm.HealthSignal.source == source,

@@ -24,7 +24,7 @@ class FindingIn(Strict):
     check: str = Field(min_length=1, max_length=safe_text.CHECK_MAX,
                        description=safe_text.TOKEN_CHARS)
     component: str = Field("", max_length=safe_text.COMPONENT_MAX,
-                           description=safe_text.TOKEN_CHARS)
+                           description=safe_text.COMPONENT_CHARS)
     severity: Literal["warning", "critical"]
     message: str = Field("", max_length=MAX_MESSAGE)
     evidence: dict[str, Any] = Field(default_factory=dict,
@@ -99,7 +99,7 @@ class NodeHealthOut(BaseModel):
 class TicketIn(Strict):
     node: str = Field(max_length=63)
     component: str = Field("", max_length=safe_text.COMPONENT_MAX,
-                           description=safe_text.TOKEN_CHARS)
+                           description=safe_text.COMPONENT_CHARS)
     summary: str = Field(min_length=1, max_length=MAX_MESSAGE)
 
     _component = field_validator("component")(safe_text.require_component)
