@@ -3,6 +3,8 @@ thread on a synthetic hardware root (a stand-in for a ramdisk on a real machine)
 
 The conductor drives them through the same flows as real servers: wait for the agent's
 lookup, hand it commands, watch its heartbeats.
+The hardware roots are the test's own (by node name): driver_info.hardware_root is a lab
+shortcut, refused outside a --lab process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class SimulatedMachines(fake.FakePower):
 
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url
+        self.roots: dict[str, Path] = {}  # node name -> its synthetic hardware root
         self.agents: dict[str, tuple[Agent, threading.Thread]] = {}
         self.hold_write = threading.Event()  # set: the next write_image hangs forever
 
@@ -45,8 +48,7 @@ class SimulatedMachines(fake.FakePower):
 
     def _boot(self, node: NodeContext) -> None:
         self._kill(node)
-        agent = Agent(self.api_url, HardwareRoot(node.driver_info["hardware_root"]),
-                      lookup_retry_s=0.2)
+        agent = Agent(self.api_url, HardwareRoot(self.roots[node.name]), lookup_retry_s=0.2)
         agent.interval = 0.2
         if self.hold_write.is_set():
             original = agent._run
@@ -100,13 +102,14 @@ def _state(client: TestClient, name: str) -> str:
     return str(client.get(f"/v1/nodes/{name}").json()["state"])
 
 
-def _enrol(client: TestClient, tmp_path: Path, name: str, index: int) -> Path:
+def _enrol(client: TestClient, machines: SimulatedMachines, tmp_path: Path, name: str,
+           index: int) -> Path:
     spec = cpu_node_spec(index)
     root = build_root(tmp_path / name, spec)
+    machines.roots[name] = root
     body = {"name": name, "hardware_type": "fake",
             "bmc": {"driver": "fake", "address": f"fake://{name}"},
-            "driver_info": {"hardware_root": str(root), "agent_boot_timeout_s": 20,
-                            "burn_in_seconds": 0.3},
+            "driver_info": {"agent_boot_timeout_s": 20, "burn_in_seconds": 0.3},
             "ports": [{"name": nic.name, "mac": nic.mac, "pxe": i == 0}
                       for i, nic in enumerate(spec.nics)]}
     assert client.post("/v1/nodes", json=body).status_code == 201
@@ -132,10 +135,10 @@ def _walk(client: TestClient, conductor: Conductor, name: str, action: str, want
 
 
 def test_agent_inspects_deploys_and_cleans(
-    client: TestClient, context: AppContext, agent_conductor: Conductor, live_server: str,
-    tmp_path: Path,
+    client: TestClient, context: AppContext, agent_conductor: Conductor,
+    machines: SimulatedMachines, live_server: str, tmp_path: Path,
 ) -> None:
-    disk = _enrol(client, tmp_path, "n1", 1)
+    disk = _enrol(client, machines, tmp_path, "n1", 1)
     image = _image(client, context, live_server, "img")
     for action, want in (("manage", "manageable"), ("inspect", "inspected"),
                          ("provide", "available")):
@@ -161,7 +164,7 @@ def test_checksum_mismatch_and_dead_agent_fail_deploy_then_retry_succeeds(
     client: TestClient, context: AppContext, agent_conductor: Conductor,
     machines: SimulatedMachines, live_server: str, tmp_path: Path,
 ) -> None:
-    _enrol(client, tmp_path, "n2", 2)
+    _enrol(client, machines, tmp_path, "n2", 2)
     _image(client, context, live_server, "good")
     _image(client, context, live_server, "bad", sha="0" * 64)
     for action, want in (("manage", "manageable"), ("inspect", "inspected"),
@@ -182,8 +185,10 @@ def test_checksum_mismatch_and_dead_agent_fail_deploy_then_retry_succeeds(
     assert _state(client, "n2") == "active"
 
 
-def test_lookup_and_heartbeat_refuse_strangers(client: TestClient, tmp_path: Path) -> None:
-    _enrol(client, tmp_path, "n3", 3)
+def test_lookup_and_heartbeat_refuse_strangers(client: TestClient,
+                                               machines: SimulatedMachines,
+                                               tmp_path: Path) -> None:
+    _enrol(client, machines, tmp_path, "n3", 3)
     r = client.post("/v1/agent/lookup", json={"macs": ["52:54:00:99:99:99"]})
     assert r.status_code == 404 and "enrol" in r.json()["detail"]
     mac = client.get("/v1/nodes/n3").json()["ports"][0]["mac"]
