@@ -5,9 +5,9 @@ order, ``<root>/run/metalfleet/nvml.json`` (the lab's fake NVML; see agent/inven
 its format and the optional per-device fields below), then the real NVML through ``pynvml``
 on the host root. NVML has no pollable XID counter (XIDs arrive as events), so
 ``DCGM_FI_DEV_XID_ERRORS`` is the last XID the kernel logged for that GPU this boot
-(``NVRM: Xid (PCI:0000:18:00): 79, ...`` in ``<root>/var/log/kern.log`` after its last
-``Linux version`` banner, as agent/health.py reads it), 0 if none: what dcgm-exporter shows
-too (the value of the last XID). PCIe link width/generation come from sysfs
+(``NVRM: Xid (PCI:0000:18:00): 79, ...`` in the kernel log as agent/health.py reads it:
+the tail of kern.log after its last boot banner, else journald, else dmesg), 0 if none:
+what dcgm-exporter shows too (the value of the last XID). PCIe link width/generation come from sysfs
 (``current_link_width``/``current_link_speed``) unless NVML says.
 
 Optional per-device fields of ``nvml.json`` (what NVML would answer; absent = unknown and
@@ -24,25 +24,17 @@ Stdlib only: this module runs on deployed nodes.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
 import logging
-import os
-import re
-from collections.abc import Callable
 from typing import Any
 
 from metalfleet.agent.hardware_root import HardwareRoot
+from metalfleet.agent.health import kernel_log, parse_xids, run_command
 from metalfleet.agent.inventory import nvml_json
+from metalfleet.agent.nvml import read_nvml
 from metalfleet.agent.prom_text import Family
 
 log = logging.getLogger("metalfleet.agent.gpu_metrics")
 
-KERN_LOG = "var/log/kern.log"
-KERN_LOG_TAIL_BYTES = 4 * 1024 * 1024  # a busy kern.log is large; XIDs of interest are recent
-_XID = re.compile(r"NVRM: Xid \(PCI:([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2})\): (\d+)")
-_MIB = 1024 * 1024
 
 # (metric, nvml.json field, help, counter-like: 0 when a synthetic GPU does not say)
 GPU_FIELDS: tuple[tuple[str, str, str, bool], ...] = (
@@ -84,19 +76,12 @@ def _pci_prefix(bus_id: str) -> str:
 
 
 def kernel_xids(root: HardwareRoot) -> dict[str, int]:
-    """The last XID logged per GPU (keyed by ``0000:18:00``) in the tail of the kernel log."""
-    path = root.resolve(KERN_LOG)
-    try:
-        with path.open("rb") as stream:
-            size = stream.seek(0, os.SEEK_END)
-            stream.seek(max(0, size - KERN_LOG_TAIL_BYTES))
-            text = stream.read().decode("utf-8", errors="replace")
-    except OSError:
+    """The last XID logged per GPU this boot (keyed by ``0000:18:00``), from the kernel log
+    the in-band checks read (agent/health.py: kern.log, journald or dmesg)."""
+    text = kernel_log(root, run_command)
+    if text is None:
         return {}
-    banner = text.rfind("Linux version ")  # only this boot's XIDs (a reset clears them)
-    if banner >= 0:
-        text = text[banner:]
-    return {_pci_prefix(match.group(1)): int(match.group(2)) for match in _XID.finditer(text)}
+    return {_pci_prefix(xid["pci_bus_id"]): int(xid["xid"]) for xid in parse_xids(text)}
 
 
 def _sysfs_pcie(root: HardwareRoot, bus_id: str) -> dict[str, Any]:
@@ -123,7 +108,7 @@ def gpu_readings(root: HardwareRoot) -> list[dict[str, Any]]:
     if answers is not None:
         devices = [dict(d) for d in answers.get("devices", []) if isinstance(d, dict)]
     elif root.is_host:
-        devices = _nvml_live()
+        devices = list((read_nvml() or {}).get("devices", []))
     else:
         devices = []
     xids = kernel_xids(root)
@@ -140,97 +125,6 @@ def gpu_readings(root: HardwareRoot) -> list[dict[str, Any]]:
                 if counter:
                     device.setdefault(key, 0)
     return sorted(devices, key=lambda d: int(d.get("index", 0)))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _nvml_live() -> list[dict[str, Any]]:
-    """The real NVML through the optional ``pynvml``; [] without it or without a driver."""
-    try:
-        nvml: Any = importlib.import_module("pynvml")
-        nvml.nvmlInit()
-    except Exception:  # ImportError, or NVMLError when there is no NVIDIA driver
-        return []
-    try:
-        return [_nvml_device(nvml, index) for index in range(nvml.nvmlDeviceGetCount())]
-    except Exception as exc:
-        log.warning("NVML read failed: %s", exc)
-        return []
-    finally:
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
-
-
-def _nvml_device(nvml: Any, index: int) -> dict[str, Any]:
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    device: dict[str, Any] = {
-        "index": index,
-        "name": _text(nvml.nvmlDeviceGetName(handle)),
-        "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-        "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId),
-    }
-
-    def ask(key: str, read: Callable[[], Any]) -> None:
-        try:  # each query may be NOT_SUPPORTED on this GPU (ECC off, no NVLink, MIG...)
-            value = read()
-        except Exception:
-            return
-        if value is not None:
-            device[key] = value
-
-    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-    device["memory_total_mib"] = int(memory.total) // _MIB
-    device["memory_used_mib"] = int(memory.used) // _MIB
-    ask("utilization_gpu_pct", lambda: int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
-    ask("temperature_c", lambda: int(nvml.nvmlDeviceGetTemperature(
-        handle, nvml.NVML_TEMPERATURE_GPU)))
-    ask("power_w", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)  # mW
-    for key, kind in (("ecc_corrected_volatile", "NVML_MEMORY_ERROR_TYPE_CORRECTED"),
-                      ("ecc_uncorrected_volatile", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED")):
-        ask(key, functools.partial(_ecc_total, nvml, handle, getattr(nvml, kind, None)))
-    for key, cause in (("retired_pages_sbe",
-                        "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS"),
-                       ("retired_pages_dbe", "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR")):
-        ask(key, functools.partial(_retired, nvml, handle, getattr(nvml, cause, None)))
-
-    def remap() -> None:
-        correctable, uncorrectable, _pending, failure = nvml.nvmlDeviceGetRemappedRows(handle)
-        device.update(remapped_rows_correctable=int(correctable),
-                      remapped_rows_uncorrectable=int(uncorrectable),
-                      remap_failure=int(failure))
-
-    ask("_remap", remap)
-    ask("clocks_throttle_reasons",
-        lambda: int(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)))
-    ask("pcie_link_width", lambda: int(nvml.nvmlDeviceGetCurrPcieLinkWidth(handle)))
-    ask("pcie_link_gen", lambda: int(nvml.nvmlDeviceGetCurrPcieLinkGeneration(handle)))
-    ask("nvlink_crc_flit_errors", lambda: _nvlink_sum(
-        nvml, handle, "NVML_NVLINK_ERROR_DL_CRC_FLIT"))
-    ask("nvlink_crc_data_errors", lambda: _nvlink_sum(
-        nvml, handle, "NVML_NVLINK_ERROR_DL_CRC_DATA"))
-    return device
-
-
-def _ecc_total(nvml: Any, handle: Any, kind: Any) -> int:
-    return int(nvml.nvmlDeviceGetTotalEccErrors(handle, kind, nvml.NVML_VOLATILE_ECC))
-
-
-def _retired(nvml: Any, handle: Any, cause: Any) -> int:
-    return len(nvml.nvmlDeviceGetRetiredPages(handle, cause))
-
-
-def _nvlink_sum(nvml: Any, handle: Any, counter: str) -> int | None:
-    total, links = 0, 0
-    for link in range(int(getattr(nvml, "NVML_NVLINK_MAX_LINKS", 18))):
-        try:
-            total += int(nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link,
-                                                               getattr(nvml, counter)))
-            links += 1
-        except Exception:  # NOT_SUPPORTED / past the last link
-            break
-    return total if links else None
 
 
 def gpu_families(root: HardwareRoot) -> list[Family]:

@@ -22,7 +22,12 @@ Checks and their sources:
   ``retired_pages_pending``, ``remapped_rows_correctable``, ``remapped_rows_uncorrectable``,
   ``remap_pending``, ``remap_failure``.
 * ``gpu-missing``: fewer GPUs visible (NVML, else the PCI bus) than ``expected``.
-* ``pcie-width``: a GPU or HCA whose ``current_link_width`` is below ``max_link_width``.
+* ``gpu-throttle``: NVML's clocks event reasons with a hardware slowdown, thermal or power
+  brake bit set (a warning: cooling, power supply or a brake signal needs a look; idle and
+  the software power cap are normal).
+* ``pcie-width``: a GPU or HCA whose link width is below its maximum: NVML's current and
+  maximum width for GPUs it knows (in a VM sysfs shows the virtual port), else sysfs's
+  ``current_link_width`` against ``max_link_width``.
 * ``ib-link-down``: an InfiniBand port whose ``state`` is not ACTIVE, or an expected port
   that is gone. Component: the device (``mlx5_3``), ``mlx5_3/2`` for ports other than 1.
 * ``disk-smart``: the SMART health verdict, NVMe critical warning bits, media errors and
@@ -38,8 +43,6 @@ Stdlib only: this module runs inside the deploy ramdisk and on deployed nodes.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import os
 import re
@@ -51,9 +54,10 @@ from typing import Any
 
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.agent.inventory import NVIDIA_VENDOR, NVML_JSON, nvml_json
+from metalfleet.agent.nvml import read_nvml
 
-CHECKS = ("gpu-xid", "gpu-ecc", "gpu-missing", "pcie-width", "ib-link-down", "disk-smart",
-          "edac")
+CHECKS = ("gpu-xid", "gpu-ecc", "gpu-missing", "gpu-throttle", "pcie-width", "ib-link-down",
+          "disk-smart", "edac")
 KERN_LOG = "var/log/kern.log"
 SMART_DIR = "run/metalfleet/smart"
 XID_RECENT_S = 3600.0
@@ -137,65 +141,42 @@ def _nvml(root: HardwareRoot) -> dict[str, Any] | None:
     """The lab's NVML answers, else (host only) the live NVML's health counters."""
     if root.exists(NVML_JSON):
         return nvml_json(root)
-    return _nvml_live() if root.is_host else None
-
-
-def _nvml_live() -> dict[str, Any] | None:
-    try:
-        nvml: Any = importlib.import_module("pynvml")
-        nvml.nvmlInit()
-    except Exception:  # no pynvml, or no NVIDIA driver
-        return None
-    try:
-        devices = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            bus = nvml.nvmlDeviceGetPciInfo(handle).busId
-            device: dict[str, Any] = {
-                "index": index, "pci_bus_id": bus.decode() if isinstance(bus, bytes) else bus}
-            device.update(_nvml_counters(nvml, handle))
-            devices.append(device)
-        return {"devices": devices}
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
-
-
-def _nvml_counters(nvml: Any, handle: Any) -> dict[str, Any]:
-    """Each counter separately: GPUs without ECC or row remapping answer NOT_SUPPORTED."""
-    out: dict[str, Any] = {}
-    with contextlib.suppress(Exception):
-        out["ecc_uncorrected_volatile"] = int(nvml.nvmlDeviceGetTotalEccErrors(
-            handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC))
-    with contextlib.suppress(Exception):
-        out["ecc_corrected_volatile"] = int(nvml.nvmlDeviceGetTotalEccErrors(
-            handle, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_VOLATILE_ECC))
-    with contextlib.suppress(Exception):
-        correctable, uncorrectable, pending, failure = nvml.nvmlDeviceGetRemappedRows(handle)
-        out.update(remapped_rows_correctable=int(correctable),
-                   remapped_rows_uncorrectable=int(uncorrectable),
-                   remap_pending=bool(pending), remap_failure=bool(failure))
-    with contextlib.suppress(Exception):
-        out["retired_pages_dbe"] = len(nvml.nvmlDeviceGetRetiredPages(
-            handle, nvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR))
-    with contextlib.suppress(Exception):
-        out["retired_pages_pending"] = bool(nvml.nvmlDeviceGetRetiredPagesPendingStatus(handle))
-    return out
+    return read_nvml() if root.is_host else None
 
 
 # --- GPU checks ---------------------------------------------------------------------------
 
 
+KERN_LOG_TAIL_BYTES = 4 * 1024 * 1024  # a busy kern.log is large; XIDs of interest are recent
+
+
+def _log_tail(root: HardwareRoot, relative: str) -> str | None:
+    try:
+        with root.resolve(relative).open("rb") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, size - KERN_LOG_TAIL_BYTES))
+            return stream.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def kernel_log(root: HardwareRoot, run: Callable[[list[str]], str | None]) -> str | None:
-    """This boot's kernel log: kern.log after its last boot banner, else ``journalctl -k``."""
-    text = root.read_text(KERN_LOG)
+    """This boot's kernel log: the tail of kern.log after its last boot banner, else (host
+    only) ``journalctl -k -b``, else ``dmesg`` (a ring buffer of this boot alone; the only
+    source on minimal images without rsyslog or journald, such as the deploy ramdisk or the
+    H200 test machine; needs root, which the agent has)."""
+    text = _log_tail(root, KERN_LOG)
     if text is not None:
         banner = text.rfind("Linux version ")
         return text[text.rfind("\n", 0, banner) + 1:] if banner >= 0 else text
-    if root.is_host and shutil.which("journalctl"):
-        return run(["journalctl", "-k", "-b", "0", "-o", "short-monotonic", "--no-pager", "-q"])
+    if not root.is_host:
+        return None
+    if shutil.which("journalctl"):
+        found = run(["journalctl", "-k", "-b", "0", "-o", "short-monotonic", "--no-pager", "-q"])
+        if found is not None:
+            return found
+    if shutil.which("dmesg"):
+        return run(["dmesg", "--kernel"])
     return None
 
 
@@ -351,7 +332,27 @@ def check_pcie_width(ctx: _Context) -> list[dict[str, Any]] | None:
     root = ctx.root
     watched = 0
     findings = []
+    by_nvml = set()
+    for position, device in enumerate((ctx.nvml or {}).get("devices", [])):
+        current, maximum = device.get("pcie_link_width"), device.get("pcie_link_width_max")
+        if not (isinstance(current, int) and isinstance(maximum, int) and device.get(
+                "pci_bus_id")):
+            continue
+        # NVML's link is the GPU's own; in a VM, sysfs shows the virtual root port's instead.
+        address = sysfs_bus_id(str(device["pci_bus_id"]))
+        by_nvml.add(address)
+        watched += 1
+        if current < maximum:
+            component = f"GPU{int(device.get('index', position))}"
+            findings.append(_finding(
+                "pcie-width", component, "warning",
+                f"{component} ({address}) PCIe link runs at x{current} of x{maximum}",
+                pci_address=address, current_width=current, max_width=maximum,
+                current_gen=device.get("pcie_link_gen"),
+                max_gen=device.get("pcie_link_gen_max"), source="nvml"))
     for address, _ in watched_pci(root):
+        if address in by_nvml:
+            continue
         base = f"sys/bus/pci/devices/{address}"
         directory = str(root.resolve(base))
         current = _int_at(directory, "current_link_width")
@@ -369,6 +370,36 @@ def check_pcie_width(ctx: _Context) -> list[dict[str, Any]] | None:
                 current_speed=root.read_text(f"{base}/current_link_speed"),
                 max_speed=root.read_text(f"{base}/max_link_speed")))
     return findings if watched else None
+
+
+# NVML clocks event (throttle) reasons that mean the hardware is protecting itself: the
+# slowdown, thermal and power-brake bits. Idle (0x1), application clocks (0x2), the software
+# power cap (0x4) and sync boost (0x10) are normal operation.
+HW_SLOWDOWN_BITS = {0x8: "hardware slowdown (thermal or power brake asserted)",
+                    0x20: "software thermal slowdown (GPU or memory over its max operating "
+                          "temperature)",
+                    0x40: "hardware thermal slowdown (temperature too high)",
+                    0x80: "hardware power brake slowdown (external power brake assertion)"}
+
+
+def check_gpu_throttle(ctx: _Context) -> list[dict[str, Any]] | None:
+    """GPUs the hardware is slowing down to protect itself (cooling, PSU or power brake)."""
+    devices = [d for d in (ctx.nvml or {}).get("devices", [])
+               if isinstance(d.get("clocks_throttle_reasons"), int)]
+    if not devices:
+        return None
+    findings = []
+    for position, device in enumerate(devices):
+        reasons = int(device["clocks_throttle_reasons"])
+        why = [text for bit, text in sorted(HW_SLOWDOWN_BITS.items()) if reasons & bit]
+        if why:
+            component = f"GPU{int(device.get('index', position))}"
+            findings.append(_finding(
+                "gpu-throttle", component, "warning", f"{component}: " + "; ".join(why),
+                clocks_throttle_reasons=f"0x{reasons:x}",
+                temperature_c=device.get("temperature_c"), power_w=device.get("power_w"),
+                clock_sm_mhz=device.get("clock_sm_mhz")))
+    return findings
 
 
 def check_ib_link(ctx: _Context) -> list[dict[str, Any]] | None:
@@ -493,11 +524,13 @@ def check_edac(ctx: _Context) -> list[dict[str, Any]] | None:
 # --- entry point --------------------------------------------------------------------------
 
 _GPU_CHECKS: dict[str, Callable[[_Context], list[dict[str, Any]] | None]] = {
-    "gpu-xid": check_gpu_xid, "gpu-ecc": check_gpu_ecc, "gpu-missing": check_gpu_missing}
+    "gpu-xid": check_gpu_xid, "gpu-ecc": check_gpu_ecc, "gpu-missing": check_gpu_missing,
+    "gpu-throttle": check_gpu_throttle}
 _OTHER_CHECKS: dict[str, Callable[[_Context], list[dict[str, Any]] | None]] = {
     "pcie-width": check_pcie_width, "ib-link-down": check_ib_link,
     "disk-smart": check_disk_smart, "edac": check_edac}
 _WHY_NOT = {"gpu-xid": "no readable kernel log", "gpu-ecc": "no NVML (no driver or pynvml)",
+            "gpu-throttle": "no clocks event reasons from NVML",
             "gpu-missing": "no expected GPU count (inventory)",
             "pcie-width": "no GPU or HCA with PCIe link attributes",
             "ib-link-down": "no InfiniBand ports", "disk-smart": "no SMART data readable",

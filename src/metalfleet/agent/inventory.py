@@ -23,19 +23,22 @@ root), and finally NVIDIA display/3D controllers seen on the PCI bus (no name or
       ]
     }
 
+Any other field of agent/nvml.py's list may appear per device; inventory keeps those of
+``GPU_INVENTORY_FIELDS`` (ECC mode, retired pages and remapped rows, power limit, maximum
+clocks, PCIe link, MIG mode, serial and VBIOS) when the source answers them.
+
 Stdlib only: this module runs inside the deploy ramdisk.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import platform
 import re
 from typing import Any
 
 from metalfleet.agent.hardware_root import HardwareRoot
+from metalfleet.agent.nvml import read_nvml
 
 NVML_JSON = "run/metalfleet/nvml.json"
 NVIDIA_VENDOR = 0x10DE
@@ -50,7 +53,15 @@ INTERESTING_CPU_FLAGS = frozenset(
         "asimd", "sve", "sve2", "sha2", "atomics",
     }
 )  # fmt: skip
-_MIB = 1024 * 1024
+# What inventory keeps of NVML's answers beyond identity: facts that change only with a
+# firmware update, a reconfiguration or a fault (not readings: those are the exporter's).
+GPU_INVENTORY_FIELDS = (
+    "serial", "vbios_version", "pci_device_id", "ecc_enabled", "ecc_pending_enabled",
+    "retired_pages_sbe", "retired_pages_dbe", "retired_pages_pending",
+    "remapped_rows_correctable", "remapped_rows_uncorrectable", "remap_pending",
+    "remap_failure", "power_limit_w", "clock_graphics_max_mhz", "clock_sm_max_mhz",
+    "clock_memory_max_mhz", "pcie_link_width", "pcie_link_gen_max",
+    "pcie_link_width_max", "mig_enabled")
 
 
 def collect_inventory(root: HardwareRoot) -> dict[str, Any]:
@@ -214,7 +225,7 @@ def _sysfs_bus_id(nvml_bus_id: str) -> str:
 def _gpus(root: HardwareRoot) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     answers = nvml_json(root)
     if answers is None and root.is_host:
-        answers = _nvml_live()
+        answers = read_nvml()
     if answers is None:
         return _gpus_from_pci(root), None
     gpus = [
@@ -225,6 +236,7 @@ def _gpus(root: HardwareRoot) -> tuple[list[dict[str, Any]], dict[str, Any] | No
             "memory_mib": dev.get("memory_total_mib"),
             "pci_bus_id": _sysfs_bus_id(dev["pci_bus_id"]) if dev.get("pci_bus_id") else None,
             "nvlink": int(dev.get("nvlink_active_links") or 0) > 0,
+            **{key: dev[key] for key in GPU_INVENTORY_FIELDS if key in dev},
         }
         for dev in answers.get("devices", [])
     ]
@@ -245,54 +257,6 @@ def nvml_json(root: HardwareRoot) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _nvml_live() -> dict[str, Any] | None:
-    """Ask the real NVML (optional ``pynvml``); None when it is absent or has no driver."""
-    try:
-        nvml: Any = importlib.import_module("pynvml")
-        nvml.nvmlInit()
-    except Exception:  # ImportError, or NVMLError when there is no NVIDIA driver
-        return None
-    try:
-        devices = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            devices.append(
-                {
-                    "index": index,
-                    "name": _text(nvml.nvmlDeviceGetName(handle)),
-                    "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-                    "memory_total_mib": int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // _MIB,
-                    "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId),
-                    "nvlink_active_links": _nvlink_active_links(nvml, handle),
-                }
-            )
-        cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
-        return {
-            "driver_version": _text(nvml.nvmlSystemGetDriverVersion()),
-            "cuda_version": f"{cuda // 1000}.{cuda % 1000 // 10}",
-            "devices": devices,
-        }
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
-
-
-def _nvlink_active_links(nvml: Any, handle: Any) -> int:
-    active = 0
-    for link in range(int(getattr(nvml, "NVML_NVLINK_MAX_LINKS", 18))):
-        try:
-            active += int(nvml.nvmlDeviceGetNvLinkState(handle, link) == 1)
-        except Exception:  # NVML_ERROR_NOT_SUPPORTED / INVALID_ARGUMENT past the last link
-            break
-    return active
 
 
 def _gpus_from_pci(root: HardwareRoot) -> list[dict[str, Any]]:

@@ -50,6 +50,8 @@ DEFAULT_RULES: dict[str, Rule] = {
         Rule("ib-link-down", two_strike=True),
         Rule("pcie-width", two_strike=True),
         Rule("thermal", two_strike=True),
+        # A GPU slowed by its own protection: cooling or power, not the GPU itself.
+        Rule("gpu-throttle", two_strike=True, remediation="maintenance"),
         # Opened by hand: take the node out, the operator decides whether to replace it.
         Rule("operator-repair", severity="critical", remediation="maintenance"),
     )

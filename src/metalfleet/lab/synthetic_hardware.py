@@ -285,6 +285,7 @@ def _write_devices(tree: _Tree, spec: LabHardwareSpec) -> None:
                     "pci_bus_id": f"0000{address}".upper(),
                     "nvlink_active_links": 18 if spec.gpus.nvlink else 0,
                     **HEALTHY_GPU_ECC,
+                    "clocks_throttle_reasons": 0x1,  # "GPU idle", as an idle H200 says
                 }
             )
         if i < spec.ib.ports:

@@ -184,6 +184,7 @@ def _fake_pynvml() -> types.ModuleType:
         "nvmlDeviceGetCurrPcieLinkWidth": lambda h: 16,
         "nvmlDeviceGetCurrPcieLinkGeneration": lambda h: 5,
         "nvmlDeviceGetNvLinkErrorCounter": nvlink,
+        "nvmlDeviceGetNvLinkState": lambda h, link: 1 if link < 2 else not_supported(h),
         "NVML_TEMPERATURE_GPU": 0, "NVML_VOLATILE_ECC": 0,
         "NVML_MEMORY_ERROR_TYPE_CORRECTED": 0, "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": 1,
         "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS": 0,

@@ -58,8 +58,8 @@ def test_a_cpu_node_reports_gpu_and_ib_checks_not_applicable(tmp_path: Path) -> 
     root = build_root(tmp_path / "cpu", cpu_node_spec(1))
     report = run_checks(HardwareRoot(root), collect_inventory(HardwareRoot(root)))
     assert report.findings == []
-    assert set(report.not_applicable) == {"gpu-xid", "gpu-ecc", "gpu-missing", "ib-link-down",
-                                          "pcie-width"}
+    assert set(report.not_applicable) == {"gpu-xid", "gpu-ecc", "gpu-missing", "gpu-throttle",
+                                          "ib-link-down", "pcie-width"}
     assert set(report.checks_run) == {"disk-smart", "edac"}
     assert report.reasons["gpu-xid"] == "no GPU on this node"
 
