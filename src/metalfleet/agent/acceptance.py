@@ -19,9 +19,13 @@ passes when it is measurable and non-zero; its detail says so. What each step me
   not throughput: a loopback transfer would measure the kernel, not the network.
 * ``infiniband``: IB ports ACTIVE at the class's rate, from sysfs.
 * ``gpu-inventory``: GPU count and model (NVML, or the lab's synthetic NVML json).
-* ``gpu-compute``, ``gpu-memory-bandwidth``, ``gpu-p2p``, ``host-to-device``: measured with
-  CUDA kernels through ``torch`` on the node itself; without such a runtime (NVML alone cannot
-  run kernels), or on a lab's synthetic root, they are "not-applicable" with the reason.
+* ``gpu-compute``, ``gpu-memory-bandwidth``, ``gpu-p2p``, ``host-to-device``,
+  ``device-to-host``: measured with CUDA kernels through ``torch`` on the node itself; without
+  such a runtime (NVML alone cannot run kernels), or on a lab's synthetic root, they are
+  "not-applicable" with the reason. ``gpu-p2p`` needs two GPUs: on one it is not applicable.
+
+Every result carries ``elapsed_s``, the step's wall time, so burn-in plans can be budgeted
+(measured on an H200: docs/benchmarks.md).
 
 Stdlib only (torch is imported lazily when present): this module runs inside the ramdisk.
 """
@@ -45,8 +49,12 @@ PLAN_KEY = "acceptance_plan"  # where the conductor hands the plan to drivers (d
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "not-applicable"
 # What an agent runs when the control plane sends no plan (an older conductor, the CLI).
 DEFAULT_STEPS = ("cpu", "memory", "disk", "network")
-GPU_PERF_STEPS = ("gpu-compute", "gpu-memory-bandwidth", "gpu-p2p", "host-to-device")
-GPU_MEASURE_S = 0.25  # per GPU and step: long enough for clocks to ramp, short for the lab
+GPU_PERF_STEPS = ("gpu-compute", "gpu-memory-bandwidth", "gpu-p2p", "host-to-device",
+                  "device-to-host")
+# Per GPU and step, after the warm-up. Only real GPUs run these (a lab root is not
+# applicable), and the plan may set "seconds" per step.
+GPU_MEASURE_S = 1.0
+GPU_WARMUP_S = 0.2  # idle clocks ramp to boost within ~100 ms of load (seen on an H200)
 
 Result = dict[str, Any]
 StepFn = Callable[["Run", dict[str, Any]], Result]
@@ -221,8 +229,12 @@ def _timed(torch: Any, devices: list[Any], seconds: float,
         for device in devices:
             torch.cuda.synchronize(device)
 
+    warm_until = time.perf_counter() + min(GPU_WARMUP_S, seconds / 2)
     op()
     sync()
+    while time.perf_counter() < warm_until:
+        op()
+        sync()
     reps, started = 0, time.perf_counter()
     while True:
         for _ in range(4):
@@ -270,18 +282,28 @@ def _h2d(torch: Any, index: int, count: int, seconds: float) -> float:
     return float(size * reps / elapsed / 1e9)
 
 
+def _d2h(torch: Any, index: int, count: int, seconds: float) -> float:
+    device = torch.device("cuda", index)
+    size = 256 * MIB
+    src = torch.empty(size, dtype=torch.uint8, device=device)
+    host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+    reps, elapsed = _timed(torch, [device], seconds, lambda: host.copy_(src, non_blocking=True))
+    return float(size * reps / elapsed / 1e9)
+
+
 GPU_MEASURES: dict[str, Callable[[Any, int, int, float], float]] = {
     "gpu-compute": _tflops, "gpu-memory-bandwidth": _mem_bw, "gpu-p2p": _p2p,
-    "host-to-device": _h2d,
+    "host-to-device": _h2d, "device-to-host": _d2h,
 }
 GPU_UNITS = {"gpu-compute": "TFLOPS", "gpu-memory-bandwidth": "GB/s", "gpu-p2p": "GB/s",
-             "host-to-device": "GB/s"}
+             "host-to-device": "GB/s", "device-to-host": "GB/s"}
 MEASURE_TEXT = {
     "gpu-compute": "dense BF16 matmul 8192^3 with torch",
     "gpu-memory-bandwidth": "device-to-device copy of 1 GiB with torch (read + write bytes)",
     "gpu-p2p": "copy of 256 MiB from each GPU to the next with torch (peer-to-peer/NVLink "
                "when the driver enables peer access)",
     "host-to-device": "copy of 256 MiB from pinned host memory to each GPU with torch",
+    "device-to-host": "copy of 256 MiB from each GPU to pinned host memory with torch",
 }
 STEPS: dict[str, StepFn] = {
     "cpu": Run.cpu, "memory": Run.memory, "disk": Run.disk, "network": Run.network,
@@ -322,11 +344,14 @@ def run_acceptance(
         if handler is None:
             results.append(result(step, FAIL, None, f"this agent does not know the step {name}"))
             continue
+        step_started = time.monotonic()
         try:
-            results.append(handler(run, step))
+            outcome = handler(run, step)
         except (MetalfleetError, OSError, RuntimeError, ValueError) as exc:
             detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
-            results.append(result(step, FAIL, None, detail))
+            outcome = result(step, FAIL, None, detail)
+        outcome["elapsed_s"] = round(time.monotonic() - step_started, 3)
+        results.append(outcome)
     failed = [r["step"] for r in results if r["status"] == FAIL]
     report(100, f"burn-in failed: {', '.join(failed)}" if failed else "burn-in passed")
     return {"format": FORMAT, "passed": not failed, "seconds": round(time.monotonic() - started, 3),

@@ -201,7 +201,7 @@ def test_plan_api_cli_and_errors(
     listed = json.loads(cli("acceptance", "runs", "n2", "-o", "json"))
     assert [r["reason"] for r in listed] == ["burn-in"]
     shown = json.loads(cli("acceptance", "show", listed[0]["id"], "-o", "json"))
-    assert shown["id"] == listed[0]["id"] and len(shown["results"]) == 10
+    assert shown["id"] == listed[0]["id"] and len(shown["results"]) == 11
     assert "gpu-compute" in cli("acceptance", "plan", GPU_CLASS)
     missing_node = runner.invoke(app, ["--url", live_server, "--token", admin_token,
                                        "acceptance", "last", "ghost"])

@@ -173,7 +173,8 @@ def test_gpu_measurements_are_judged_on_the_slowest_gpu(
     gpu_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     values = {"gpu-compute": [700.0, 650.0], "gpu-memory-bandwidth": [3000.0, 2000.0],
-              "host-to-device": [50.0, 55.0], "gpu-p2p": [400.0, 380.0]}
+              "host-to-device": [50.0, 55.0], "gpu-p2p": [400.0, 380.0],
+              "device-to-host": [30.0, 52.0]}
     monkeypatch.setattr(acceptance, "gpu_runtime", lambda root: (_Runtime(2), ""))
     monkeypatch.setattr(acceptance, "GPU_MEASURES", {
         name: (lambda n: lambda torch, i, count, s: values[n][i])(name) for name in values})
@@ -184,6 +185,10 @@ def test_gpu_measurements_are_judged_on_the_slowest_gpu(
     assert bandwidth["status"] == "fail" and bandwidth["measured"] == 2000
     assert "3000.0, 2000.0" in bandwidth["detail"]
     assert steps["gpu-p2p"]["status"] == "pass" and steps["host-to-device"]["measured"] == 50
+    # PCIe Gen5 x16 reads ~55 GB/s each way on an H200; 30 is under 0.6 x 64
+    assert steps["device-to-host"]["status"] == "fail"
+    assert steps["device-to-host"]["threshold"] == 38.4
+    assert all(isinstance(s["elapsed_s"], float) and s["elapsed_s"] >= 0 for s in steps.values())
 
     monkeypatch.setattr(acceptance, "gpu_runtime", lambda root: (_Runtime(1), ""))
     single = by_step(run(gpu_root, h100()))
@@ -200,5 +205,5 @@ def test_gpu_steps_without_a_class_plan_keep_their_units(gpu_root: Path) -> None
     result = run(gpu_root, {"steps": [{"step": s} for s in acceptance.GPU_PERF_STEPS]})
     assert [(s["status"], s["unit"]) for s in result["steps"]] == [
         ("not-applicable", "TFLOPS"), ("not-applicable", "GB/s"), ("not-applicable", "GB/s"),
-        ("not-applicable", "GB/s")]
+        ("not-applicable", "GB/s"), ("not-applicable", "GB/s")]
     assert result["passed"] is True
