@@ -7,6 +7,8 @@ Kernel parameters (set by the iPXE script or by a direct kernel boot):
   commands until the node is powered off or rebooted by its BMC
 - ``metalfleet.callback=URL``  where to POST the inventory (JSON) once booted
 - ``metalfleet.after=poweroff|reboot|shell``  what to do afterwards (default: poweroff)
+- ``metalfleet.boot_secret=SECRET``  this boot's one-time secret (the node's iPXE script
+  puts it here): the agent's lookup proves with it that it runs on the node that booted
 - ``metalfleet.mode=discover`` and ``metalfleet.bootif=MAC``  an unknown machine: the
   lookup enrolls it as a new node and the agent returns (then powers off)
 
@@ -68,7 +70,7 @@ def run(root: HardwareRoot, cmdline: str) -> dict[str, Any]:
         from metalfleet.agent.daemon import Agent
 
         Agent(api, root, discover=params.get("mode") == "discover",
-              boot_mac=params.get("bootif")).serve()
+              boot_mac=params.get("bootif"), boot_secret=params.get("boot_secret")).serve()
     callback = params.get("callback")
     if callback:
         report["callback_status"] = post_json(callback, report)

@@ -1,4 +1,5 @@
-"""The agent's conversation with metalfleet: look up by MAC, heartbeat, run commands.
+"""The agent's conversation with metalfleet: look up (MACs and the boot secret from the
+kernel command line), heartbeat, run commands.
 
 It runs in the deploy ramdisk (stdlib only). Commands run in a worker thread so heartbeats
 keep flowing during a long image write; the heartbeat carries the command's progress and,
@@ -24,6 +25,9 @@ from metalfleet.core.errors import MetalfleetError
 
 log = logging.getLogger("metalfleet.agent")
 AGENT_VERSION = "1"
+
+
+FINISHED = ("done", "failed")
 
 
 class ApiError(Exception):
@@ -61,8 +65,10 @@ def default_device(root: HardwareRoot, inventory: dict[str, Any]) -> Path:
 class Agent:
     def __init__(self, api_url: str, root: HardwareRoot, *, stop: threading.Event | None = None,
                  lookup_retry_s: float = 3.0, discover: bool = False,
-                 boot_mac: str | None = None) -> None:
+                 boot_mac: str | None = None, boot_secret: str | None = None) -> None:
         self.api_url = api_url.rstrip("/")
+        # This boot's one-time secret from the kernel command line; never logged.
+        self.boot_secret = boot_secret
         # Discovery mode (an unknown machine): the lookup enrolls it; without a token
         # there is nothing to do and serve() returns so the ramdisk powers off.
         self.discover = discover
@@ -84,14 +90,19 @@ class Agent:
             try:
                 body: dict[str, Any] = {"macs": macs, "inventory": self.inventory,
                                         "agent_version": AGENT_VERSION}
+                if self.boot_secret:
+                    body["boot_secret"] = self.boot_secret
                 if self.discover:
                     body.update(discover=True, boot_mac=self.boot_mac)
                 answer = call(f"{self.api_url}/v1/agent/lookup", body)
-                self.node, self.token = answer["node"], answer.get("token") or ""
+                self.node, self.token = answer.get("node") or "", answer.get("token") or ""
                 self.interval = float(answer.get("heartbeat_interval_s", 2.0))
-                log.info("looked up as %s", self.node)
+                log.info("looked up as %s", self.node or "(not named)")
                 return
-            except (ApiError, OSError) as exc:
+            except ApiError as exc:
+                log.warning("lookup refused (%s); retrying", exc)
+                self.stop.wait(self.lookup_retry_s)
+            except OSError as exc:
                 log.warning("lookup failed (%s); retrying", exc)
                 self.stop.wait(self.lookup_retry_s)
 
@@ -125,8 +136,11 @@ class Agent:
             self.status.update(status="failed", error=detail)
 
     def heartbeat_once(self) -> None:
-        answer = call(f"{self.api_url}/v1/agent/heartbeat/{self.node}", self.status,
+        sent = dict(self.status)
+        answer = call(f"{self.api_url}/v1/agent/heartbeat/{self.node}", sent,
                       headers={"X-Agent-Token": self.token})
+        if sent.get("status") in FINISHED and self.status.get("status") == sent["status"]:
+            self.status = {}  # the outcome is recorded: report nothing until the next command
         command = answer.get("command")
         busy = self.worker is not None and self.worker.is_alive()
         if command and not busy:
@@ -148,6 +162,8 @@ class Agent:
                 if exc.status == 401:
                     self.lookup()
                     continue
+                if exc.status == 409 and self.status.get("status") in FINISHED:
+                    self.status = {}  # a finished command the server has moved past
                 log.warning("heartbeat refused: %s", exc)
             except OSError as exc:
                 log.warning("heartbeat failed: %s", exc)

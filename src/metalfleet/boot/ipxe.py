@@ -1,7 +1,9 @@
 """Per-node iPXE scripts, chosen by MAC and lifecycle state.
 
 A node whose next step runs in the deploy ramdisk (inspect, burn-in, deploy, clean) gets the
-ramdisk with the agent pointed at the API; any other known node boots its local disk; an
+ramdisk with the agent pointed at the API and, once per boot attempt, the boot secret its
+agent proves itself with (inventory/agent_auth.py); any other known node boots its local
+disk; an
 unknown MAC boots the same ramdisk in discovery mode (``metalfleet.mode=discover``): its
 agent reports the machine, which becomes an enrolled node (inventory/discovery.py), and
 powers off.
@@ -9,8 +11,6 @@ The URLs are the ones the node used to reach us, so they work whatever network i
 """
 
 from __future__ import annotations
-
-from metalfleet.inventory.agents import AGENT_STATES
 
 RAMDISK_KERNEL = "metalfleet-ramdisk.kernel"
 RAMDISK_INITRD = "metalfleet-ramdisk.initrd"
@@ -29,30 +29,31 @@ def chain_script(api_url: str) -> str:
 
 
 def _ramdisk(base: str, kernel_args: str, params: str) -> str:
+    line = " ".join(part for part in (kernel_args, f"metalfleet.api={base}", params) if part)
     return (
-        f"kernel {base}/boot/ramdisk/{RAMDISK_KERNEL} {kernel_args} metalfleet.api={base} "
-        f"{params}\n"
+        f"kernel {base}/boot/ramdisk/{RAMDISK_KERNEL} {line}\n"
         f"initrd {base}/boot/ramdisk/{RAMDISK_INITRD}\n"
         "boot\n"
     )
 
 
-def node_script(*, base_url: str, node: str | None, state: str | None,
+def node_script(*, base_url: str, known: bool, ramdisk: bool, secret: str | None = None,
                 kernel_args: str = "console=ttyS0 quiet", mac: str | None = None) -> str:
+    """The script for one MAC. It is served to anyone who asks, so it names no node, tenant
+    or state; ``secret`` (this boot attempt's, handed out once) goes on the kernel line."""
     base = base_url.rstrip("/")
-    if node is None:
+    if not known:
         bootif = f" metalfleet.bootif={mac}" if mac else ""
         return ("#!ipxe\n"
                 "echo metalfleet: unknown MAC: booting the discovery ramdisk\n"
                 + _ramdisk(base, kernel_args, "metalfleet.mode=discover" + bootif))
-    if state in AGENT_STATES:
-        return (
-            "#!ipxe\n"
-            f"echo metalfleet: {node} is {state}: booting the deploy ramdisk\n"
-            + _ramdisk(base, kernel_args, f"metalfleet.node={node}")
-        )
+    if ramdisk:
+        proof = f"metalfleet.boot_secret={secret}" if secret else ""
+        return ("#!ipxe\n"
+                "echo metalfleet: booting the deploy ramdisk\n"
+                + _ramdisk(base, kernel_args, proof))
     return (
         "#!ipxe\n"
-        f"echo metalfleet: {node} is {state}: booting from its disk\n"
+        "echo metalfleet: booting from the local disk\n"
         "sanboot --no-describe --drive 0x80 || exit\n"
     )

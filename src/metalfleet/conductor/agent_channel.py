@@ -2,7 +2,10 @@
 
 Commands and results travel through the agent_sessions table (inventory/agents.py); this
 polls it. An agent whose heartbeats stop for ``heartbeat_timeout_s`` fails the step with
-that reason, so a node whose ramdisk died never hangs in deploying or cleaning.
+that reason, so a node whose ramdisk died never hangs in deploying or cleaning. A boot
+attempt marked suspect (its iPXE script fetched twice, or its boot secret replayed in a
+second lookup: inventory/agent_auth.py) fails the step at the next poll, before any result
+the agent reports can count: whoever answers may not be the node.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from metalfleet.db.agent_models import AgentSession
 from metalfleet.db.base import as_utc, utcnow
 from metalfleet.db.session import Database
 from metalfleet.drivers.base import AgentChannel, ProgressFn
-from metalfleet.inventory import agents
+from metalfleet.inventory import agent_auth, agents
 
 
 class DbAgentChannel(AgentChannel):
@@ -30,7 +33,12 @@ class DbAgentChannel(AgentChannel):
 
     def _session(self) -> tuple[AgentSession | None, float]:
         with self.db.session() as session:
-            agent = session.get(AgentSession, self.node_id)
+            suspect = agent_auth.suspicion(session, self.node_id, self.since)
+            if suspect is not None:
+                raise DriverError(f"agent hijack suspected: {suspect}; the step is failed "
+                                  "instead of trusting the agent. Retry it; if it repeats, "
+                                  "look for another machine on the provisioning network")
+            agent = session.get(AgentSession, self.node_id, populate_existing=True)
             if agent is None or as_utc(agent.booted_at) < self.since:
                 return None, 0.0
             session.expunge(agent)

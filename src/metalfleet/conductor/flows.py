@@ -20,6 +20,8 @@ from metalfleet.db import models as m
 from metalfleet.db.session import Database
 from metalfleet.drivers.base import HardwareType, NodeContext
 from metalfleet.health import acceptance
+from metalfleet.inventory import agent_auth
+from metalfleet.inventory.agents import AGENT_STATES
 
 Flow = Callable[[NodeContext, HardwareType], dict[str, Any]]
 
@@ -191,6 +193,8 @@ FLOWS: dict[NodeState, Flow] = {
 def run_flow(db: Database, node_id: str, state: NodeState, ctx: NodeContext,
              hw: HardwareType) -> dict[str, Any]:
     """The flow of ``state``; burn-in also records its acceptance run in ``db``."""
+    if state.value in AGENT_STATES:  # a new boot attempt: the next iPXE fetch gets its secret
+        agent_auth.begin(db, node_id, state.value)
     if state is NodeState.BURNING_IN:
         return recorded_burn_in(db, node_id, ctx, hw)
     if state is NodeState.DEPLOYING:  # this deploy's NoCloud seed secret, to its boot path

@@ -31,3 +31,30 @@ class AgentSession(Base):
     # {"id", "name", "args", "status": pending|running|done|failed, "percent", "step",
     #  "result", "error"}; empty when the agent has nothing to do.
     command: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AgentBoot(Base):
+    """A node's current boot attempt into the agent ramdisk (inventory/agent_auth.py).
+
+    The conductor begins one when a step that boots the ramdisk starts; the node's first
+    iPXE fetch in it gets the per-boot secret (only its hash is kept here), the agent's
+    first lookup with it spends it. A second fetch or a replayed lookup sets ``suspicion``,
+    which fails the step (conductor/agent_channel.py).
+    """
+
+    __tablename__ = "agent_boots"
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32))
+    begun_at: Mapped[datetime] = mapped_column(default=utcnow)
+    secret_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    issued_at: Mapped[datetime | None] = mapped_column(default=None)
+    ipxe_address: Mapped[str | None] = mapped_column(String(64), default=None)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    lookup_address: Mapped[str | None] = mapped_column(String(64), default=None)
+    refetched_at: Mapped[datetime | None] = mapped_column(default=None)
+    replayed_at: Mapped[datetime | None] = mapped_column(default=None)
+    suspicion: Mapped[str | None] = mapped_column(String(255), default=None)
+

@@ -1,8 +1,9 @@
-"""The agent protocol end to end over real HTTP: nodes whose 'power on' boots an agent
-thread on a synthetic hardware root (a stand-in for a ramdisk on a real machine).
+"""The agent protocol end to end over real HTTP: nodes whose 'power on' fetches the node's
+iPXE script and boots an agent thread with its kernel parameters on a synthetic hardware
+root (a stand-in for a ramdisk on a real machine).
 
 The conductor drives them through the same flows as real servers: wait for the agent's
-lookup, hand it commands, watch its heartbeats.
+lookup (with the boot secret from the iPXE script), hand it commands, watch its heartbeats.
 The hardware roots are the test's own (by node name): driver_info.hardware_root is a lab
 shortcut, refused outside a --lab process.
 """
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from metalfleet.agent.boot import parse_cmdline
 from metalfleet.agent.daemon import Agent
 from metalfleet.agent.hardware_root import HardwareRoot
 from metalfleet.conductor.worker import Conductor
@@ -48,7 +51,11 @@ class SimulatedMachines(fake.FakePower):
 
     def _boot(self, node: NodeContext) -> None:
         self._kill(node)
-        agent = Agent(self.api_url, HardwareRoot(self.roots[node.name]), lookup_retry_s=0.2)
+        script = httpx.get(f"{self.api_url}/v1/boot/ipxe", params={"mac": node.macs[0]}).text
+        kernel = next(line for line in script.splitlines() if line.startswith("kernel "))
+        params = parse_cmdline(kernel)
+        agent = Agent(params["api"], HardwareRoot(self.roots[node.name]), lookup_retry_s=0.2,
+                      boot_secret=params.get("boot_secret"))
         agent.interval = 0.2
         if self.hold_write.is_set():
             original = agent._run
@@ -189,10 +196,14 @@ def test_lookup_and_heartbeat_refuse_strangers(client: TestClient,
                                                machines: SimulatedMachines,
                                                tmp_path: Path) -> None:
     _enrol(client, machines, tmp_path, "n3", 3)
-    r = client.post("/v1/agent/lookup", json={"macs": ["52:54:00:99:99:99"]})
-    assert r.status_code == 404 and "enrol" in r.json()["detail"]
+    unknown = client.post("/v1/agent/lookup", json={"macs": ["52:54:00:99:99:99"]})
     mac = client.get("/v1/nodes/n3").json()["ports"][0]["mac"]
-    r = client.post("/v1/agent/lookup", json={"macs": [mac]})
-    assert r.status_code == 409 and "enrolled" in r.json()["detail"]
+    known = client.post("/v1/agent/lookup", json={"macs": [mac]})
+    # The same answer either way: a stranger learns neither that the MAC is known nor the
+    # node's name or state.
+    for r in (unknown, known):
+        assert r.status_code == 401 and "boot_secret" in r.json()["detail"]
+        assert "n3" not in r.text and "enrolled" not in r.text
+    assert unknown.json()["detail"] == known.json()["detail"]
     r = client.post("/v1/agent/heartbeat/n3", json={}, headers={"X-Agent-Token": "guess"})
     assert r.status_code == 401

@@ -52,6 +52,7 @@ def test_unknown_mac_boots_the_discovery_ramdisk(client: TestClient) -> None:
     assert enrolled.status_code == 201, enrolled.text
     known = client.get("/v1/boot/ipxe", params={"mac": "52:54:00:aa:00:09"}).text
     assert "discover" not in known and "sanboot" in known
+    assert "n1" not in known and "enrolled" not in known  # anonymous: names nothing
 
 
 def test_the_ipxe_mac_must_be_a_mac(client: TestClient) -> None:
@@ -82,7 +83,8 @@ def test_discovery_lookup_creates_an_enrolled_node_without_bmc(client: TestClien
 def test_discovery_is_idempotent(client: TestClient) -> None:
     first = discover(client)
     again = discover(client, ["52:54:00:aa:00:01"], boot_mac=None)  # one NIC is enough
-    assert again == {**first, "discovered": False}
+    # Known MACs: no new node, and no name for a caller who proved nothing.
+    assert again == {**first, "node": None, "discovered": False}
     nodes = client.get("/v1/nodes").json()["items"]
     assert [n["name"] for n in nodes] == [first["node"]]
     events = client.get(f"/v1/nodes/{first['node']}/events").json()["items"]
@@ -103,8 +105,8 @@ def test_names_come_from_a_usable_dmi_serial(client: TestClient) -> None:
 
 def test_lookup_without_discover_still_refuses_unknown_macs(client: TestClient) -> None:
     response = client.post("/v1/agent/lookup", json={"macs": ["52:54:00:aa:05:01"]})
-    assert response.status_code == 404
-    assert "enrol the node" in response.json()["detail"]
+    assert response.status_code == 401
+    assert "boot_secret" in response.json()["detail"]
     assert client.get("/v1/nodes").json()["items"] == []
 
 

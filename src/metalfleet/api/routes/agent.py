@@ -1,20 +1,22 @@
-"""Routes the node agent calls: lookup (by MAC) and heartbeat (with its per-boot token).
+"""Routes the node agent calls: lookup (MACs and boot secret) and heartbeat (per-boot token).
 
 A lookup with ``discover`` (the discovery ramdisk's) enrolls unknown MACs as a new node
 (inventory/discovery.py) and answers without a token.
 
 Agents hold no API token: lookup only succeeds for a node that is in a step expecting its
-agent, and hands out a per-boot token that every heartbeat must carry (X-Agent-Token).
+agent and with the one-time secret its iPXE script put on the kernel command line
+(inventory/agent_auth.py); it hands out a per-boot token that every heartbeat must carry
+(X-Agent-Token). Lookups (discovery included) carry at most MAX_MACS MACs.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
-from metalfleet.api.deps import DbSession
+from metalfleet.api.deps import Context, DbSession
 from metalfleet.inventory import agents
 from metalfleet.inventory.schemas import Strict
 
@@ -22,16 +24,20 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
 
 class LookupIn(Strict):
-    macs: list[str] = Field(min_length=1)
+    macs: list[str] = Field(min_length=1, max_length=agents.MAX_MACS)
+    boot_secret: str | None = Field(None, max_length=128, description="the one-time "
+                                    "metalfleet.boot_secret from the kernel command line")
     inventory: dict[str, Any] = Field(default_factory=dict)
     agent_version: str | None = None
     discover: bool = Field(False, description="sent by the discovery ramdisk: unknown MACs "
                            "become a new node instead of a 404")
-    boot_mac: str | None = Field(None, description="the MAC the machine network-booted from")
+    boot_mac: str | None = Field(None, max_length=32,
+                                 description="the MAC the machine network-booted from")
 
 
 class LookupOut(BaseModel):
-    node: str
+    node: str | None = Field(description="the node's name: for a proven agent, or a node "
+                             "discovered by this lookup; null otherwise")
     token: str | None = Field(description="per-boot token; null when the node has no work "
                               "for its agent (a discovered node): the agent powers off")
     heartbeat_interval_s: float
@@ -39,8 +45,8 @@ class LookupOut(BaseModel):
 
 
 class HeartbeatIn(Strict):
-    command_id: str | None = None
-    status: str | None = None
+    command_id: str | None = Field(None, max_length=64)
+    status: Literal["running", "done", "failed"] | None = None
     percent: int | None = None
     step: str | None = None
     result: dict[str, Any] | None = None
@@ -59,18 +65,20 @@ class HeartbeatOut(BaseModel):
 
 
 @router.post("/lookup", response_model=LookupOut)
-def lookup(session: DbSession, request: Request, body: LookupIn) -> LookupOut:
+def lookup(context: Context, request: Request, body: LookupIn) -> LookupOut:
+    """Transactions are the inventory's own: a refused replay must still commit its mark."""
     address = request.client.host if request.client else None
     created = False
+    name: str | None
     token: str | None
     if body.discover:
-        node, token, created = agents.discover_lookup(
-            session, body.macs, address=address, inventory=body.inventory,
-            boot_mac=body.boot_mac)
+        name, token, created = agents.discover_lookup(
+            context.db, body.macs, address=address, inventory=body.inventory,
+            boot_mac=body.boot_mac, secret=body.boot_secret)
     else:
-        node, token = agents.lookup(session, body.macs, address=address,
-                                    inventory=body.inventory)
-    return LookupOut(node=node.name, token=token, discovered=created,
+        name, token = agents.lookup(context.db, body.macs, address=address,
+                                    inventory=body.inventory, secret=body.boot_secret)
+    return LookupOut(node=name, token=token, discovered=created,
                      heartbeat_interval_s=agents.HEARTBEAT_INTERVAL_S)
 
 

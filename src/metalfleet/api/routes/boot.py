@@ -1,4 +1,9 @@
-"""Network boot: the iPXE script a node asks for by MAC (no token: nodes have none)."""
+"""Network boot: the iPXE script a node asks for by MAC (no token: nodes have none).
+
+Anyone on the provisioning network can ask, so the answer names nothing (no node, tenant or
+state) and writes no row per call: only the first fetch of a boot attempt (which hands out
+the boot secret) and a second one (a security event) are recorded (inventory/agent_auth.py).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,31 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy import select
 
-from metalfleet.api.deps import DbSession
+from metalfleet.api.deps import Context
 from metalfleet.boot.dnsmasq import IPXE_DIR
 from metalfleet.boot.ipxe import node_script
 from metalfleet.core.errors import NotFoundError
 from metalfleet.db import models as m
-from metalfleet.inventory import events
+from metalfleet.inventory import agent_auth
+from metalfleet.inventory.agents import AGENT_STATES
 from metalfleet.inventory.discovery import normal_macs
 
 router = APIRouter(prefix="/v1/boot", tags=["boot"])
 
 
 @router.get("/ipxe", response_class=PlainTextResponse)
-def ipxe_script(session: DbSession, request: Request,
-                mac: str = Query(description="the booting NIC's MAC")) -> str:
+def ipxe_script(context: Context, request: Request,
+                mac: str = Query(description="the booting NIC's MAC", max_length=32)) -> str:
     mac = normal_macs([mac])[0]  # it goes into the script: nothing but a MAC
-    node = session.scalar(select(m.Node).join(m.Port).where(m.Port.mac == mac))
-    if node is not None:
-        events.record(session, node=node, kind="boot", actor="ipxe",
-                      message=f"network boot from {mac} while {node.state}")
-    return node_script(base_url=str(request.base_url), node=node.name if node else None,
-                       state=node.state if node else None, mac=mac)
+    address = request.client.host if request.client else None
+    secret = None
+    with context.db.session() as session:  # committed before the secret leaves
+        node = session.scalar(select(m.Node).join(m.Port).where(m.Port.mac == mac))
+        ramdisk = node is not None and node.state in AGENT_STATES
+        if node is not None and ramdisk:
+            secret = agent_auth.ipxe_secret(session, node, mac=mac, address=address)
+    return node_script(base_url=str(request.base_url), known=node is not None,
+                       ramdisk=ramdisk, secret=secret, mac=mac)
 
 
 # HEAD too: UEFI firmware asks for the size of the file with HEAD before it downloads it.
