@@ -1,6 +1,6 @@
 """Agent takeover: someone on the provisioning network who knows a node's MAC tries to pose
-as its ramdisk agent, replay its boot secret, forge results, and read what the anonymous boot
-endpoints say. Each attempt must be refused and change nothing it does not
+as its ramdisk agent, replay its boot secret, forge results, flood lookups, and read what the
+anonymous boot endpoints say. Each attempt must be refused and change nothing it does not
 own; a replay must fail the step, never let it succeed.
 """
 
@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from metalfleet.agent.boot import parse_cmdline
+from metalfleet.api.app import create_app
 from metalfleet.conductor.agent_channel import DbAgentChannel
 from metalfleet.conductor.worker import Conductor
 from metalfleet.core.errors import DriverError
@@ -206,6 +207,25 @@ def test_a_lookup_with_too_many_macs_is_refused(client: TestClient,
     assert _count(context, m.Node) == 0 and _count(context, m.Event) == 0
     ok = client.post("/v1/agent/lookup", json={"macs": macs[:64], "discover": True})
     assert ok.status_code == 200
+
+
+def test_a_flood_from_one_address_is_rate_limited_across_api_processes(
+        client: TestClient, context: AppContext) -> None:
+    context.settings.agent_lookups_per_minute = 5
+    with TestClient(create_app(context)) as second:  # another API process, same database
+        answers = []
+        for i in range(12):
+            api = client if i % 2 else second
+            body = {"macs": [f"52:54:00:f1:00:{i:02x}"], "discover": True}
+            answers.append(api.post("/v1/agent/lookup", json=body))
+    assert [r.status_code for r in answers] == [200] * 5 + [429] * 7
+    refused = answers[-1]
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+    # Only the five allowed lookups left rows (a node and its event each), and plain
+    # lookups share the budget.
+    assert _count(context, m.Node) == 5 and _events(context, "discovered") == 5
+    assert client.post("/v1/agent/lookup", json={"macs": [MAC]}).status_code == 429
 
 
 def test_ipxe_answers_name_nothing_and_write_at_most_one_event_per_boot(

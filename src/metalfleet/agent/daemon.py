@@ -31,9 +31,10 @@ FINISHED = ("done", "failed")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after: float = 0.0) -> None:
         super().__init__(f"{status}: {detail}")
         self.status = status
+        self.retry_after = retry_after
 
 
 def call(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
@@ -48,7 +49,11 @@ def call(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
             return answer
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
-        raise ApiError(exc.code, detail) from exc
+        try:
+            retry_after = float(exc.headers.get("Retry-After") or 0)
+        except ValueError:
+            retry_after = 0.0
+        raise ApiError(exc.code, detail, min(retry_after, 120.0)) from exc
 
 
 def default_device(root: HardwareRoot, inventory: dict[str, Any]) -> Path:
@@ -101,7 +106,7 @@ class Agent:
                 return
             except ApiError as exc:
                 log.warning("lookup refused (%s); retrying", exc)
-                self.stop.wait(self.lookup_retry_s)
+                self.stop.wait(max(self.lookup_retry_s, exc.retry_after))
             except OSError as exc:
                 log.warning("lookup failed (%s); retrying", exc)
                 self.stop.wait(self.lookup_retry_s)

@@ -32,7 +32,10 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(MetalfleetError)
     async def _domain(request: Request, exc: MetalfleetError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        response = problem(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        if exc.status == 429 and "retry_after_s" in exc.extra:  # rate limits (RFC 9110)
+            response.headers["Retry-After"] = str(int(exc.extra["retry_after_s"]))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -59,3 +59,10 @@ class DriverError(MetalfleetError):
 
     status = 502
     title = "Hardware error"
+
+
+class TooManyRequestsError(MetalfleetError):
+    """A caller went over a rate limit; ``retry_after_s`` becomes the Retry-After header."""
+
+    status = 429
+    title = "Too many requests"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from metalfleet.db.base import Base, utcnow
@@ -58,3 +58,12 @@ class AgentBoot(Base):
     replayed_at: Mapped[datetime | None] = mapped_column(default=None)
     suspicion: Mapped[str | None] = mapped_column(String(255), default=None)
 
+
+class RateCounter(Base):
+    """Requests per key (``lookup:<source address>``) in the current fixed window, shared
+    by every API process (inventory/rate_limits.py); one row per key, reused each window."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    period: Mapped[int] = mapped_column(BigInteger)  # seconds since the epoch // window
+    count: Mapped[int] = mapped_column(Integer, default=0)

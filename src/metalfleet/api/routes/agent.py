@@ -6,7 +6,8 @@ A lookup with ``discover`` (the discovery ramdisk's) enrolls unknown MACs as a n
 Agents hold no API token: lookup only succeeds for a node that is in a step expecting its
 agent and with the one-time secret its iPXE script put on the kernel command line
 (inventory/agent_auth.py); it hands out a per-boot token that every heartbeat must carry
-(X-Agent-Token). Lookups (discovery included) carry at most MAX_MACS MACs.
+(X-Agent-Token). Lookups (discovery included) are rate-limited per source address across
+API processes (inventory/rate_limits.py) and carry at most MAX_MACS MACs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
 from metalfleet.api.deps import Context, DbSession
-from metalfleet.inventory import agents
+from metalfleet.inventory import agents, rate_limits
 from metalfleet.inventory.schemas import Strict
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
@@ -68,6 +69,9 @@ class HeartbeatOut(BaseModel):
 def lookup(context: Context, request: Request, body: LookupIn) -> LookupOut:
     """Transactions are the inventory's own: a refused replay must still commit its mark."""
     address = request.client.host if request.client else None
+    rate_limits.hit(context.db, f"lookup:{address or 'unknown'}",
+                    limit=context.settings.agent_lookups_per_minute,
+                    what="agent lookups and discovery reports")
     created = False
     name: str | None
     token: str | None

@@ -37,7 +37,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("node_id", name=op.f("pk_agent_boots")),
     )
+    op.create_table(
+        "rate_counters",
+        sa.Column("key", sa.String(length=80), nullable=False),
+        sa.Column("period", sa.BigInteger(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_counters")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rate_counters")
     op.drop_table("agent_boots")
