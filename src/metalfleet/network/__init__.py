@@ -1,0 +1,1 @@
+"""Tenant networks on the wire: switch drivers that move node ports with the lifecycle."""
