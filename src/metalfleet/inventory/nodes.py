@@ -82,12 +82,16 @@ def _set_ports(session: Session, node: m.Node, ports: list[s.PortIn]) -> None:
 
 
 def _set_bmc(node: m.Node, bmc: s.BmcIn, cipher: CredentialCipher) -> None:
+    """Set the BMC from ``bmc``; without a ``password`` key the stored password stays
+    (``"password": null`` removes it), so nobody must resend a secret to change an address."""
     node.bmc_driver = bmc.driver.value
     node.bmc_address = bmc.address
     node.bmc_username = bmc.username
-    node.bmc_password_encrypted = (
-        cipher.encrypt(bmc.password.get_secret_value()) if bmc.password is not None else None
-    )
+    if "password" in bmc.model_fields_set or node.bmc_password_encrypted is None:
+        node.bmc_password_encrypted = (
+            cipher.encrypt(bmc.password.get_secret_value()) if bmc.password is not None
+            else None
+        )
     node.bmc_verify_tls = bmc.verify_tls
     node.bmc_error = None
 

@@ -21,9 +21,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/plan", response_model=PlanOut, responses=ERRORS)
-def plan_fleet(session: DbSession, context: Context, caller: Writer, body: FleetIn) -> PlanOut:
-    """What applying the file would create, update and delete; changes nothing."""
-    return fleetfile.plan(session, body.fleet, prune=body.prune, cipher=context.cipher)
+def plan_fleet(session: DbSession, caller: Writer, body: FleetIn) -> PlanOut:
+    """What applying the file would create, update and delete; changes nothing. A BMC
+    password in the file is never compared with the stored one: its node shows
+    ``bmc.password: will be set (not compared)``."""
+    return fleetfile.plan(session, body.fleet, prune=body.prune)
 
 
 @router.post("/apply", response_model=PlanOut, responses=ERRORS)
