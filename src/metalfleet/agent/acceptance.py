@@ -273,22 +273,23 @@ def _p2p(torch: Any, index: int, count: int, seconds: float) -> float:
     return float(size * reps / elapsed / 1e9)
 
 
-def _h2d(torch: Any, index: int, count: int, seconds: float) -> float:
+def _host_copy(torch: Any, index: int, seconds: float, *, to_device: bool) -> float:
+    """GB/s of 256 MiB copies between pinned host memory and GPU ``index`` (one way)."""
     device = torch.device("cuda", index)
     size = 256 * MIB
     host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
-    dst = torch.empty(size, dtype=torch.uint8, device=device)
-    reps, elapsed = _timed(torch, [device], seconds, lambda: dst.copy_(host, non_blocking=True))
+    gpu = torch.empty(size, dtype=torch.uint8, device=device)
+    dst, src = (gpu, host) if to_device else (host, gpu)
+    reps, elapsed = _timed(torch, [device], seconds, lambda: dst.copy_(src, non_blocking=True))
     return float(size * reps / elapsed / 1e9)
+
+
+def _h2d(torch: Any, index: int, count: int, seconds: float) -> float:
+    return _host_copy(torch, index, seconds, to_device=True)
 
 
 def _d2h(torch: Any, index: int, count: int, seconds: float) -> float:
-    device = torch.device("cuda", index)
-    size = 256 * MIB
-    src = torch.empty(size, dtype=torch.uint8, device=device)
-    host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
-    reps, elapsed = _timed(torch, [device], seconds, lambda: host.copy_(src, non_blocking=True))
-    return float(size * reps / elapsed / 1e9)
+    return _host_copy(torch, index, seconds, to_device=False)
 
 
 GPU_MEASURES: dict[str, Callable[[Any, int, int, float], float]] = {
