@@ -23,6 +23,20 @@ def default_quota_from_env() -> int | None:
     return int(text)
 
 
+# Agent lookups and discovery reports per source address and minute (inventory/rate_limits.py).
+AGENT_LOOKUPS_PER_MINUTE = 30
+
+
+def agent_lookups_from_env() -> int:
+    """METALFLEET_AGENT_LOOKUPS_PER_MINUTE: a positive number (default 30)."""
+    text = os.environ.get("METALFLEET_AGENT_LOOKUPS_PER_MINUTE", "").strip()
+    if not text:
+        return AGENT_LOOKUPS_PER_MINUTE
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"METALFLEET_AGENT_LOOKUPS_PER_MINUTE={text!r}: a positive number")
+    return int(text)
+
+
 def env_flag(name: str) -> bool:
     """A yes/no environment variable: 1, true, yes, on (any case) mean yes."""
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -70,8 +84,9 @@ class Settings:
     # Largest request body of any other call (api/limits.py): 413 beyond it.
     max_request_bytes: int = 1024**2
     # Agent lookups and discovery reports per source address and minute, shared by every
-    # API process (inventory/rate_limits.py); raise it when many nodes sit behind one NAT.
-    agent_lookups_per_minute: int = 30
+    # API process (inventory/rate_limits.py); raise it when many nodes sit behind one NAT
+    # (METALFLEET_AGENT_LOOKUPS_PER_MINUTE).
+    agent_lookups_per_minute: int = field(default_factory=agent_lookups_from_env)
     # /metrics is anonymous: node counts carry a tenant label only when the operator says so.
     metrics_tenant_labels: bool = field(default_factory=metrics_tenant_labels_from_env)
     # TLS (docs/operations.md): metalfleet serves HTTPS itself with a certificate and key, or a
