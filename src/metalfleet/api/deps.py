@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from metalfleet import policy
 from metalfleet.core.errors import AuthenticationError, PermissionDeniedError
 from metalfleet.inventory import node_credentials, tokens
 from metalfleet.inventory.schemas import Role
@@ -56,19 +57,14 @@ def get_principal(request: Request, context: Context) -> Principal:
 
 Caller = Annotated[Principal, Depends(get_principal)]
 
-# Explicit, never frozenset(Role): a new role (NODE) must not become a reader by default.
-READ = frozenset({Role.ADMIN, Role.OPERATOR, Role.MEMBER, Role.VIEWER})
-WRITE = frozenset({Role.ADMIN, Role.OPERATOR})
-ADMIN = frozenset({Role.ADMIN})
+# The role sets live with the rest of the access policy (metalfleet/policy.py).
+READ, WRITE, ADMIN = policy.READ, policy.WRITE, policy.ADMIN
 
 
 def require(roles: frozenset[Role], what: str) -> Callable[[Principal], Principal]:
+    """A route dependency: the caller, if its role is one of ``roles`` (policy.require_role)."""
     def check(caller: Caller) -> Principal:
-        if caller.role not in roles:
-            wanted = " or ".join(sorted(r.value for r in roles))
-            raise PermissionDeniedError(
-                f"{what} needs the {wanted} role; token {caller.name!r} is {caller.role.value}"
-            )
+        policy.require_role(caller, roles, what)
         return caller
 
     return check

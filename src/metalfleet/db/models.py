@@ -166,6 +166,9 @@ class Node(IdMixin, Base):
     progress_percent: Mapped[int | None] = mapped_column(Integer, default=None)
     progress_step: Mapped[str | None] = mapped_column(String(255), default=None)
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), default=None)
+    # When the current tenant got the node (inventory/tenancy.py): its members read the node's
+    # events, runs, health and tickets from here on, never a previous tenant's (policy.py).
+    tenant_since: Mapped[datetime | None] = mapped_column(default=None)
     image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id"), default=None)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     inventory: Mapped[dict[str, Any]] = mapped_column(default=dict)

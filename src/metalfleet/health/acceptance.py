@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from metalfleet.core.errors import NotFoundError, ValidationError
@@ -34,6 +34,9 @@ __all__ = ["DEFAULT_FRACTIONS", "GPU_SPECS", "GPU_STEPS", "HOST_STEPS", "SPEC_KE
 
 REASON_BURN_IN = "burn-in"
 REASON_REVALIDATION = "revalidation"
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -75,11 +78,15 @@ def finish_run(session: Session, run_id: str, results: list[dict[str, Any]],
     return run
 
 
+def missing_run(run_id: str) -> str:
+    return (f"no acceptance run {run_id!r}; list a node's runs with "
+            "GET /v1/nodes/{name}/acceptance-runs")
+
+
 def get_run(session: Session, run_id: str) -> AcceptanceRun:
     run = session.get(AcceptanceRun, run_id)
     if run is None:
-        raise NotFoundError(f"no acceptance run {run_id!r}; list a node's runs with "
-                            "GET /v1/nodes/{name}/acceptance-runs")
+        raise NotFoundError(missing_run(run_id))
     return run
 
 
@@ -109,10 +116,15 @@ def _decode(cursor: str) -> tuple[datetime, str]:
 
 
 def list_runs(session: Session, node_id: str, *, limit: int = 20, cursor: str | None = None,
-              reason: str | None = None) -> tuple[list[AcceptanceRun], str | None]:
-    """A node's runs, newest first, keyset-paginated on (started_at, id)."""
+              reason: str | None = None,
+              scope: Scope | None = None,
+              ) -> tuple[list[AcceptanceRun], str | None]:
+    """A node's runs, newest first, keyset-paginated on (started_at, id); ``scope`` is the
+    caller's access policy (metalfleet/policy.py)."""
     check_limit(limit)
-    statement = select(AcceptanceRun).where(AcceptanceRun.node_id == node_id)
+    statement: Select[Any] = select(AcceptanceRun).where(AcceptanceRun.node_id == node_id)
+    if scope is not None:
+        statement = scope(statement)
     if reason is not None:
         statement = statement.where(AcceptanceRun.reason == reason)
     if cursor:

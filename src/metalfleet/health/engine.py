@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,13 +26,21 @@ from metalfleet.health import remediation, rules, tickets
 from metalfleet.health.assessment import assess, describe
 from metalfleet.inventory import events
 
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
+
 log = logging.getLogger(__name__)
 
 
-def node_signals(session: Session, node_id: str) -> list[hm.HealthSignal]:
-    return list(session.scalars(select(hm.HealthSignal).where(
-        hm.HealthSignal.node_id == node_id, hm.HealthSignal.status == "active"
-    ).order_by(hm.HealthSignal.first_seen, hm.HealthSignal.check)))
+def node_signals(session: Session, node_id: str, scope: Scope | None = None
+                 ) -> list[hm.HealthSignal]:
+    """The node's active signals; ``scope`` is a caller's access policy (policy.py)."""
+    statement: Select[Any] = select(hm.HealthSignal).where(
+        hm.HealthSignal.node_id == node_id, hm.HealthSignal.status == "active")
+    if scope is not None:
+        statement = scope(statement)
+    return list(session.scalars(
+        statement.order_by(hm.HealthSignal.first_seen, hm.HealthSignal.check)))
 
 
 def evaluate(session: Session, node: m.Node, *, actor: str) -> str:

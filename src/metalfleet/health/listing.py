@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -14,13 +14,19 @@ from metalfleet.inventory.pagination import paginate, split_page
 
 SIGNAL_STATUSES = ("active", "cleared")
 
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
+
 
 def list_signals(session: Session, *, node: str | None = None, status: str | None = None,
-                 check: str | None = None, limit: int = 100, cursor: str | None = None
+                 check: str | None = None, limit: int = 100, cursor: str | None = None,
+                 scope: Scope | None = None,
                  ) -> tuple[list[tuple[hm.HealthSignal, str]], str | None]:
-    """(signal, node name) pairs."""
+    """(signal, node name) pairs; ``scope`` is the caller's access policy (policy.py)."""
     statement: Select[Any] = select(  # type: ignore[assignment]
         hm.HealthSignal, m.Node.name).join(m.Node, m.Node.id == hm.HealthSignal.node_id)
+    if scope is not None:
+        statement = scope(statement)
     if node is not None:
         statement = statement.where(m.Node.name == node)
     if status is not None:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from metalfleet.core.errors import ConflictError
 from metalfleet.db import models as m
-from metalfleet.inventory import events
+from metalfleet.inventory import events, tenancy
 from metalfleet.scheduling import allocation
 from metalfleet.scheduling.placement import Candidate, place
 
@@ -102,8 +102,7 @@ def _swap(session: Session, cluster: m.Cluster, membership: m.ClusterNode, node:
         del labels[allocation.CLUSTER_LABEL]
     node.labels = labels
     if node.tenant_id == cluster.tenant_id:
-        node.tenant = None
-        node.tenant_id = None
+        tenancy.hand_to(node, None)
     events.record(session, node=node, kind="allocation", actor=actor,
                   message=f"released from cluster {cluster.name}: replaced by {spare.name}",
                   data={"cluster": cluster.name, "replacement": spare.name})

@@ -8,7 +8,7 @@ note), ``validate-requested`` and ``revalidation`` (an acceptance run's outcome)
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +23,9 @@ from metalfleet.inventory import events
 from metalfleet.inventory.pagination import paginate, split_page
 
 TICKET_STATUSES = ("open", "resolved")
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 def stamp(when: datetime | None = None) -> str:
@@ -45,10 +48,15 @@ def signal_entry(signal: hm.HealthSignal) -> dict[str, Any]:
             "last_seen": stamp(as_utc(signal.last_seen))}
 
 
-def open_ticket_of(session: Session, node_id: str) -> hm.RepairTicket | None:
-    return session.scalar(select(hm.RepairTicket).where(
-        hm.RepairTicket.node_id == node_id, hm.RepairTicket.status == "open"
-    ).order_by(hm.RepairTicket.opened_at.desc()).limit(1))
+def open_ticket_of(session: Session, node_id: str, scope: Scope | None = None
+                   ) -> hm.RepairTicket | None:
+    statement: Select[Any] = select(hm.RepairTicket).where(
+        hm.RepairTicket.node_id == node_id, hm.RepairTicket.status == "open")
+    if scope is not None:
+        statement = scope(statement)
+    ticket: hm.RepairTicket | None = session.scalar(
+        statement.order_by(hm.RepairTicket.opened_at.desc()).limit(1))
+    return ticket
 
 
 def append(ticket: hm.RepairTicket, entry: dict[str, Any]) -> None:
@@ -122,18 +130,24 @@ def mark_resolved(session: Session, ticket: hm.RepairTicket, resolution: str) ->
     return True
 
 
+def missing_ticket(ticket_id: str) -> str:
+    return f"no repair ticket {ticket_id!r}; list them with GET /v1/repair-tickets"
+
+
 def load_ticket(session: Session, ticket_id: str) -> hm.RepairTicket:
     ticket = session.get(hm.RepairTicket, ticket_id)
     if ticket is None:
-        raise NotFoundError(f"no repair ticket {ticket_id!r}; list them with "
-                            "GET /v1/repair-tickets")
+        raise NotFoundError(missing_ticket(ticket_id))
     return ticket
 
 
 def list_tickets(session: Session, *, status: str | None = None, node: str | None = None,
-                 limit: int = 100, cursor: str | None = None
+                 limit: int = 100, cursor: str | None = None, scope: Scope | None = None,
                  ) -> tuple[list[hm.RepairTicket], str | None]:
+    """Tickets by id; ``scope`` is the caller's access policy (metalfleet/policy.py)."""
     statement: Select[Any] = select(hm.RepairTicket)
+    if scope is not None:
+        statement = scope(statement)
     if status is not None:
         if status not in TICKET_STATUSES:
             raise ValidationError(f"status must be one of {', '.join(TICKET_STATUSES)}",

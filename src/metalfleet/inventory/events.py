@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from metalfleet.db import models as m
 from metalfleet.inventory.pagination import check_limit
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 def record(
@@ -48,6 +51,7 @@ def list_events(
     after_id: int | None = None,
     limit: int = 100,
     newest_first: bool = False,
+    scope: Scope | None = None,
 ) -> tuple[list[m.Event], str | None]:
     """Events oldest first (or newest first); ``next`` is the id to pass as ``after``.
 
@@ -55,7 +59,9 @@ def list_events(
     matches the message case-insensitively. With ``newest_first`` the cursor walks backwards.
     """
     check_limit(limit)
-    statement = select(m.Event)
+    statement: Select[Any] = select(m.Event)
+    if scope is not None:  # the caller's access policy (metalfleet/policy.py)
+        statement = scope(statement)
     if node_name is not None:
         statement = statement.where(m.Event.node_name == node_name)
     if kind is not None:

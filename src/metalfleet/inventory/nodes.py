@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -11,13 +11,16 @@ from metalfleet.core.errors import ConflictError, NodeBusyError, ValidationError
 from metalfleet.core.states import DELETABLE_STATES, NodeState, allowed_actions
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
-from metalfleet.inventory import events
+from metalfleet.inventory import events, tenancy
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.lifecycle import load_node
 from metalfleet.inventory.pagination import paginate, split_page
 from metalfleet.inventory.resources import resolve_ref
 from metalfleet.secrets import CredentialCipher
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 def _check_macs_free(session: Session, ports: list[s.PortIn], node_id: str | None) -> None:
@@ -105,9 +108,8 @@ def _set_refs(session: Session, node: m.Node, values: dict[str, Any]) -> None:
             if values["node_class"] else None
         )
     if "tenant" in values:
-        node.tenant = (
-            resolve_ref(session, m.Tenant, values["tenant"], "tenant") if values["tenant"] else None
-        )
+        tenancy.hand_to(node, resolve_ref(session, m.Tenant, values["tenant"], "tenant")
+                        if values["tenant"] else None)
 
 
 def enroll(session: Session, data: s.NodeIn, cipher: CredentialCipher, *, actor: str,
@@ -231,8 +233,11 @@ def node_filters(
     health: str | None = None,
     maintenance: bool | None = None,
     labels: list[str] | None = None,
-    tenant_id: str | None = None,
+    scope: Scope | None = None,
 ) -> Select[Any]:
+    """``statement`` filtered; ``scope`` is the caller's access policy (metalfleet/policy.py)."""
+    if scope is not None:
+        statement = scope(statement)
     if state:
         statement = statement.where(m.Node.state == state)
     if node_class:
@@ -247,8 +252,6 @@ def node_filters(
         statement = statement.where(
             m.Node.tenant_id.in_(select(m.Tenant.id).where(m.Tenant.name == tenant))
         )
-    if tenant_id:
-        statement = statement.where(m.Node.tenant_id == tenant_id)
     if health:
         statement = statement.where(m.Node.health == health)
     if maintenance is not None:

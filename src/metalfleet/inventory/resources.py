@@ -8,7 +8,7 @@ Nodes have their own service (inventory/nodes.py) because they carry a lifecycle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -21,6 +21,9 @@ from metalfleet.db.base import Base
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.pagination import paginate, split_page
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 @dataclass(frozen=True)
@@ -89,13 +92,15 @@ def resolve_ref(session: Session, target: type[Base], name: str, what: str) -> A
     return obj
 
 
+def missing(kind: ResourceKind, name: str) -> str:
+    return f"no {kind.singular} named {name!r}; list them with GET /v1/{kind.plural}"
+
+
 def get(session: Session, kind: ResourceKind, name: str) -> Any:
     model: Any = kind.model
     obj = session.scalar(select(model).where(model.name == name))
     if obj is None:
-        raise NotFoundError(
-            f"no {kind.singular} named {name!r}; list them with GET /v1/{kind.plural}"
-        )
+        raise NotFoundError(missing(kind, name))
     return obj
 
 
@@ -173,10 +178,13 @@ def delete(session: Session, kind: ResourceKind, name: str) -> None:
 
 def list_page(
     session: Session, kind: ResourceKind, *, limit: int = 100, cursor: str | None = None,
-    filters: dict[str, str | None] | None = None,
+    filters: dict[str, str | None] | None = None, scope: Scope | None = None,
 ) -> tuple[list[Any], str | None]:
+    """A page of ``kind``; ``scope`` is the caller's access policy (metalfleet/policy.py)."""
     model: Any = kind.model
     statement = select(model)
+    if scope is not None:
+        statement = scope(statement)
     for key, value in (filters or {}).items():
         if value is None:
             continue

@@ -9,7 +9,7 @@ requests racing for the same nodes cannot both win.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Select, func, or_, select, update
@@ -21,13 +21,16 @@ from metalfleet.core.states import NodeState
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.db.session import rowcount
-from metalfleet.inventory import events
+from metalfleet.inventory import events, tenancy
 from metalfleet.inventory.pagination import paginate, split_page
 from metalfleet.scheduling import schemas as cs
 from metalfleet.scheduling.kubernetes import metallb
 from metalfleet.scheduling.placement import Candidate, PlacementError, place
 
 CLUSTER_LABEL = "metalfleet.io/cluster"
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 class QuotaExceededError(ConflictError):
@@ -41,10 +44,10 @@ def _resolve(session: Session, model: Any, name: str, what: str, hint: str) -> A
     return obj
 
 
-def load_cluster(session: Session, name: str, tenant_id: str | None = None) -> m.Cluster:
-    """The cluster; with ``tenant_id`` only if it is that tenant's (members see no others)."""
+def load_cluster(session: Session, name: str) -> m.Cluster:
+    """The cluster, whoever's it is (callers on behalf of a principal use policy.cluster)."""
     cluster = session.scalar(select(m.Cluster).where(m.Cluster.name == name))
-    if cluster is None or (tenant_id is not None and cluster.tenant_id != tenant_id):
+    if cluster is None:
         raise NotFoundError(f"no cluster named {name!r}; list them with GET /v1/clusters")
     return cluster
 
@@ -88,10 +91,10 @@ def delete_quota(session: Session, tenant: str, node_class: str) -> None:
     session.flush()
 
 
-def list_quotas(session: Session, tenant_id: str | None = None) -> list[m.Quota]:
-    statement = select(m.Quota)
-    if tenant_id is not None:
-        statement = statement.where(m.Quota.tenant_id == tenant_id)
+def list_quotas(session: Session, scope: Scope | None = None) -> list[m.Quota]:
+    statement: Select[Any] = select(m.Quota)
+    if scope is not None:
+        statement = scope(statement)
     quotas = list(session.scalars(statement))
     return sorted(quotas, key=lambda q: (q.tenant.name, q.node_class.name))
 
@@ -278,16 +281,15 @@ def _take(session: Session, nodes: list[m.Node], tenant: m.Tenant | None) -> Non
     if rowcount(result) != len(ids):
         raise ConflictError("some chosen nodes changed state while the cluster was being "
                             "placed; retry")
-    for node in nodes:
-        node.tenant = tenant
+    for node in nodes:  # its in-memory tenant is the one before the UPDATE
+        tenancy.hand_to(node, tenant)
 
 
 def delete_cluster(session: Session, cluster: m.Cluster, *, actor: str) -> None:
     for member in cluster.members:
         node = member.node
         if node.tenant_id == cluster.tenant_id:
-            node.tenant = None
-            node.tenant_id = None
+            tenancy.hand_to(node, None)
         labels = dict(node.labels or {})
         if labels.get(CLUSTER_LABEL) == cluster.name:
             del labels[CLUSTER_LABEL]
@@ -304,12 +306,13 @@ def delete_cluster(session: Session, cluster: m.Cluster, *, actor: str) -> None:
 
 
 def list_clusters(
-    session: Session, *, tenant_id: str | None = None, limit: int = 100,
+    session: Session, *, scope: Scope | None = None, limit: int = 100,
     cursor: str | None = None,
 ) -> tuple[list[m.Cluster], str | None]:
+    """Clusters by name; ``scope`` is the caller's access policy (metalfleet/policy.py)."""
     statement: Select[Any] = select(m.Cluster)
-    if tenant_id is not None:
-        statement = statement.where(m.Cluster.tenant_id == tenant_id)
+    if scope is not None:
+        statement = scope(statement)
     rows = list(session.scalars(paginate(statement, m.Cluster.name, limit, cursor)).unique())
     return split_page(rows, limit, lambda c: c.name)
 

@@ -1,4 +1,6 @@
-"""Dashboard actions, carried out by the API's own route functions (same checks, same events)."""
+"""Dashboard actions, through the same service functions and access policy as the API's
+routes (metalfleet/policy.py; never the route functions themselves): same checks, same
+events."""
 
 from __future__ import annotations
 
@@ -7,15 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-from fastapi import Response
 from sqlalchemy.orm import Session
 
-from metalfleet.api.deps import WRITE, require
-from metalfleet.api.routes import nodes as api_nodes
+from metalfleet import policy
 from metalfleet.core.errors import MetalfleetError
 from metalfleet.core.states import Action, NodeState, allowed_actions
 from metalfleet.db import models as m
+from metalfleet.inventory import node_actions, nodes
 from metalfleet.inventory import schemas as s
+from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.tokens import Principal
 from metalfleet.runtime import AppContext
 
@@ -39,12 +41,8 @@ class Outcome:
 
 
 def permitted(caller: Principal, action: str) -> bool:
-    """What the API would let this caller try (it still checks everything itself)."""
-    if caller.role is s.Role.VIEWER:
-        return False
-    if caller.role is s.Role.MEMBER:
-        return action in api_nodes.MEMBER_ACTIONS
-    return True
+    """Whether to offer ``action`` on a node the caller can see (``act`` checks again)."""
+    return policy.permitted(caller, action, m.Node)
 
 
 def offered(caller: Principal, node: m.Node) -> list[str]:
@@ -83,19 +81,24 @@ def run(context: AppContext, caller: Principal, name: str, action: str, *,
 
     def work(session: Session) -> str:
         body = s.ActionIn(image=image or None, reason=reason or None)
-        node = api_nodes.node_action(session, context, caller, name, action, body)
+        node = node_actions.act(session, caller, name, action, image=body.image,
+                                reason=body.reason)
         return f"{LABELS.get(action, action)} accepted; node is {node.state}"
 
-    return _in_session(context, name, work)
+    outcome = _in_session(context, name, work)
+    if outcome.ok:
+        context.wake_conductor()
+    return outcome
 
 
 def set_tenant(context: AppContext, caller: Principal, name: str, tenant: str) -> Outcome:
     """Allocate a node to a tenant (or free it), exactly as PATCH /v1/nodes/{name}."""
 
     def work(session: Session) -> str:
-        require(WRITE, "changing nodes")(caller)
+        policy.require_role(caller, policy.WRITE, "changing nodes")
         body = s.NodePatch.model_validate({"tenant": tenant or None})
-        api_nodes.patch_node(session, context, caller, name, body)
+        nodes.update_node(session, name, body, context.cipher, actor=caller.actor,
+                          lab=LabGate.of(context.lab, caller))
         return f"tenant set to {tenant}" if tenant else "tenant cleared"
 
     return _in_session(context, name, work)
@@ -106,7 +109,7 @@ def enroll(context: AppContext, caller: Principal, form: dict[str, str]) -> Outc
     name = form.get("name", "").strip()
 
     def work(session: Session) -> str:
-        require(WRITE, "changing nodes")(caller)
+        policy.require_role(caller, policy.WRITE, "changing nodes")
         body: dict[str, Any] = {
             "name": name,
             "bmc": {"driver": form.get("bmc_driver") or "redfish",
@@ -123,8 +126,8 @@ def enroll(context: AppContext, caller: Principal, form: dict[str, str]) -> Outc
                 body[key] = form[key].strip()
         if form.get("pxe_mac", "").strip():
             body["ports"] = [{"name": "pxe0", "mac": form["pxe_mac"].strip(), "pxe": True}]
-        api_nodes.enroll_node(session, context, caller, s.NodeIn.model_validate(body),
-                              Response())
+        nodes.enroll(session, s.NodeIn.model_validate(body), context.cipher,
+                     actor=caller.actor, lab=LabGate.of(context.lab, caller))
         return "enrolled; next: Manage (verifies the BMC)"
 
     return _in_session(context, name or "(no name)", work)

@@ -17,9 +17,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from metalfleet import __version__
-from metalfleet.api.deps import WRITE, Context
-from metalfleet.api.routes.nodes import visible_node
+from metalfleet import __version__, policy
+from metalfleet.api.deps import Context
 from metalfleet.core.errors import AuthenticationError, NotFoundError
 from metalfleet.inventory.tokens import Principal
 from metalfleet.web import actions, auth, views
@@ -50,7 +49,7 @@ def back(target: str, **flash: str) -> RedirectResponse:
 
 
 def can_write(caller: Principal) -> bool:
-    return caller.role in WRITE
+    return caller.role in policy.WRITE
 
 
 def forbidden() -> HTMLResponse:
@@ -154,14 +153,15 @@ def node_detail(request: Request, context: Context, name: str) -> Response:
         return auth.to_login(request)
     with context.db.session() as session:
         try:
-            node = visible_node(session, name, caller)
+            node = policy.node(session, caller, name)
         except NotFoundError as exc:
             return render(request, "missing.html", caller, status=404, detail=exc.detail)
         return render(request, "node.html", caller, node=node, can_write=can_write(caller),
                       tenant_names=views.tenant_names(session),
-                      events=views.node_events(session, name), images=views.images(session),
-                      signals=views.active_signals(session, [name]),
-                      tickets=views.open_tickets(session, name),
+                      events=views.node_events(session, caller, name),
+                      images=views.images(session),
+                      signals=views.active_signals(session, caller, name),
+                      tickets=views.open_tickets(session, caller, name),
                       offered=actions.offered(caller, node), labels=actions.LABELS,
                       working=node.state in views.WORK_STATE_VALUES)
 

@@ -8,35 +8,26 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from metalfleet import policy
 from metalfleet.core.states import WORK_STATES, Health, NodeState
 from metalfleet.db import models as m
 from metalfleet.db.base import utcnow
 from metalfleet.db.health_models import HealthSignal, RepairTicket
 from metalfleet.inventory import nodes
-from metalfleet.inventory import schemas as s
 from metalfleet.inventory.tokens import Principal
 
 WORK_STATE_VALUES = frozenset(state.value for state in WORK_STATES)
 SORT_KEYS = ("name", "state", "class", "rack", "health", "tenant", "power", "changed")
 
 
-def _member_tenant(caller: Principal) -> str | None:
-    return caller.tenant_id if caller.role is s.Role.MEMBER else None
-
-
-def _visible(statement: Select[Any], caller: Principal, **filters: Any) -> Select[Any]:
-    """The API's rule, through the API's filter: a member sees only its tenant's nodes."""
-    if caller.role is s.Role.MEMBER and caller.tenant_id is None:
-        return statement.where(m.Node.id.is_(None))
-    return nodes.node_filters(statement, tenant_id=_member_tenant(caller), **filters)
-
-
 def visible_nodes(session: Session, caller: Principal, *, text: str = "",
                   **filters: Any) -> list[m.Node]:
-    statement = _visible(select(m.Node), caller, **{k: v for k, v in filters.items() if v})
+    """The nodes the access policy lets the caller read, through the API's filter."""
+    statement = nodes.node_filters(select(m.Node), scope=policy.scoped(caller),
+                                   **{k: v for k, v in filters.items() if v})
     if text:
         pattern = f"%{text}%"
         statement = statement.where(or_(
@@ -126,37 +117,40 @@ def overview(session: Session, caller: Principal) -> Overview:
             result.unready += 1
         result.maintenance += node.maintenance
         result.busy += node.state in WORK_STATE_VALUES
-    names = [node.name for node in rows]
-    result.failures = recent_failures(session, caller, names)
-    result.signals = active_signals(session, names)
-    result.tickets = [t for t in open_tickets(session) if t.node_name in set(names)]
+    result.failures = recent_failures(session, caller)
+    result.signals = active_signals(session, caller)
+    result.tickets = open_tickets(session, caller)
     return result
 
 
-def active_signals(session: Session, names: list[str], limit: int = 50
-                   ) -> list[tuple[HealthSignal, str]]:
-    """Active health findings (alerts, BMC, in-band checks) of these nodes, newest first."""
+def active_signals(session: Session, caller: Principal, node_name: str | None = None,
+                   limit: int = 50) -> list[tuple[HealthSignal, str]]:
+    """Active health findings (alerts, BMC, in-band checks) the caller may read, newest
+    first."""
     statement = (select(HealthSignal, m.Node.name).join(m.Node, m.Node.id == HealthSignal.node_id)
-                 .where(HealthSignal.status == "active", m.Node.name.in_(names))
-                 .order_by(HealthSignal.last_seen.desc()).limit(limit))
-    return [(signal, name) for signal, name in session.execute(statement).all()]
+                 .where(HealthSignal.status == "active"))
+    if node_name is not None:
+        statement = statement.where(m.Node.name == node_name)
+    statement = policy.scope(caller, statement)
+    rows = session.execute(statement.order_by(HealthSignal.last_seen.desc()).limit(limit))
+    return [(signal, name) for signal, name in rows.all()]
 
 
-def open_tickets(session: Session, node_name: str | None = None) -> list[RepairTicket]:
+def open_tickets(session: Session, caller: Principal, node_name: str | None = None
+                 ) -> list[RepairTicket]:
     statement = select(RepairTicket).where(RepairTicket.status == "open")
     if node_name is not None:
         statement = statement.where(RepairTicket.node_name == node_name)
+    statement = policy.scope(caller, statement)
     return list(session.scalars(statement.order_by(RepairTicket.opened_at.desc()).limit(50)))
 
 
-def recent_failures(session: Session, caller: Principal, names: list[str],
-                    days: int = 7, limit: int = 20) -> list[m.Event]:
-    statement = select(m.Event).where(
+def recent_failures(session: Session, caller: Principal, days: int = 7,
+                    limit: int = 20) -> list[m.Event]:
+    statement = policy.scope(caller, select(m.Event).where(
         m.Event.time >= utcnow() - timedelta(days=days),
         or_(m.Event.kind == "error", m.Event.to_state.like("%-failed")),
-    )
-    if caller.role is s.Role.MEMBER:
-        statement = statement.where(m.Event.node_name.in_(names))
+    ))
     return list(session.scalars(statement.order_by(m.Event.id.desc()).limit(limit)))
 
 
@@ -185,7 +179,7 @@ def racks(session: Session, caller: Principal) -> list[RackView]:
     views = []
     for rack in session.scalars(select(m.Rack).order_by(m.Rack.name)):
         mine = [node for node in rows if node.rack_id == rack.id]
-        if caller.role is s.Role.MEMBER and not mine:
+        if not mine and not policy.reads_fleet(caller):  # a member: only its nodes' racks
             continue
         slots = [RackSlot("node", node.name, node.u_position + node.u_size - 1, node.u_size,
                           node) for node in mine if node.u_position is not None]
@@ -196,16 +190,15 @@ def racks(session: Session, caller: Principal) -> list[RackView]:
     return views
 
 
-def node_events(session: Session, name: str, limit: int = 60) -> list[m.Event]:
-    """The node's latest events, newest first."""
-    return list(session.scalars(select(m.Event).where(m.Event.node_name == name)
-                                .order_by(m.Event.id.desc()).limit(limit)))
+def node_events(session: Session, caller: Principal, name: str,
+                limit: int = 60) -> list[m.Event]:
+    """The node's latest events the caller may read, newest first."""
+    statement = policy.scope(caller, select(m.Event).where(m.Event.node_name == name))
+    return list(session.scalars(statement.order_by(m.Event.id.desc()).limit(limit)))
 
 
 def tenants(session: Session, caller: Principal) -> list[tuple[m.Tenant, list[m.Node]]]:
-    statement = select(m.Tenant).order_by(m.Tenant.name)
-    if caller.role is s.Role.MEMBER:
-        statement = statement.where(m.Tenant.id == caller.tenant_id)
+    statement = policy.scope(caller, select(m.Tenant).order_by(m.Tenant.name))
     rows = visible_nodes(session, caller)
     return [(tenant, [node for node in rows if node.tenant_id == tenant.id])
             for tenant in session.scalars(statement)]

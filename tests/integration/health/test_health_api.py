@@ -125,7 +125,7 @@ def test_errors_are_problems_that_say_what_to_do(client: TestClient, context: Ap
     assert client.post("/v1/repair-tickets", json={"node": "gpu-r1-01"}).status_code == 422
 
 
-def test_viewers_read_operators_write_members_see_nothing(
+def test_viewers_read_operators_write_members_see_only_their_own(
     client: TestClient, context: AppContext,
 ) -> None:
     build(client, context, [1])
@@ -140,5 +140,11 @@ def test_viewers_read_operators_write_members_see_nothing(
     r = client.post("/v1/repair-tickets", headers=as_viewer,
                     json={"node": "gpu-r1-01", "summary": "x"})
     assert r.status_code == 403
-    r = client.get("/v1/health/signals", headers={"Authorization": f"Bearer {member}"})
+    as_member = {"Authorization": f"Bearer {member}"}  # acme holds no node here
+    r = client.get("/v1/health/signals", headers=as_member)
+    assert r.status_code == 200 and r.json()["items"] == []
+    assert client.get("/v1/repair-tickets", headers=as_member).json()["items"] == []
+    assert client.get("/v1/nodes/gpu-r1-01/health", headers=as_member).status_code == 404
+    r = client.post("/v1/repair-tickets", headers=as_member,
+                    json={"node": "gpu-r1-01", "summary": "x"})
     assert r.status_code == 403

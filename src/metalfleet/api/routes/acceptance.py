@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from metalfleet import policy
 from metalfleet.api.deps import READ, Caller, DbSession, require
-from metalfleet.api.routes.nodes import visible_node
 from metalfleet.core.errors import NotFoundError
 from metalfleet.db import models as m
+from metalfleet.db.health_models import AcceptanceRun
 from metalfleet.health import acceptance
 from metalfleet.inventory import schemas as s
 
@@ -58,9 +59,9 @@ def node_runs(
     cursor: str | None = Query(None, description="the 'next' of the previous page"),
 ) -> dict[str, Any]:
     """The node's acceptance runs, newest first."""
-    node = visible_node(session, name, caller)
+    node = policy.node(session, caller, name)
     items, next_cursor = acceptance.list_runs(session, node.id, limit=limit, cursor=cursor,
-                                              reason=reason)
+                                              reason=reason, scope=policy.scoped(caller))
     return {"items": [AcceptanceRunOut.model_validate(run) for run in items],
             "next": next_cursor}
 
@@ -68,11 +69,9 @@ def node_runs(
 @router.get("/v1/acceptance-runs/{run_id}", response_model=AcceptanceRunOut,
             dependencies=[reader])
 def show_run(session: DbSession, caller: Caller, run_id: str) -> AcceptanceRunOut:
-    run = acceptance.get_run(session, run_id)
-    if caller.role is s.Role.MEMBER:
-        node = session.get(m.Node, run.node_id) if run.node_id else None
-        if node is None or node.tenant_id != caller.tenant_id:  # as if it did not exist
-            raise NotFoundError(f"no acceptance run {run_id!r}")
+    run = policy.load(session, caller,
+                      select(AcceptanceRun).where(AcceptanceRun.id == run_id),
+                      acceptance.missing_run(run_id))
     return AcceptanceRunOut.model_validate(run)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from metalfleet import policy
 from metalfleet.api.deps import ADMIN, READ, WRITE, Caller, Context, DbSession, require
 from metalfleet.core.errors import (
     MetalfleetError,
@@ -15,8 +16,8 @@ from metalfleet.core.errors import (
     PermissionDeniedError,
     ValidationError,
 )
+from metalfleet.db import models as m
 from metalfleet.inventory.schemas import Page, Role
-from metalfleet.inventory.tokens import Principal
 from metalfleet.scheduling import allocation, hooks, powersave, push, render
 from metalfleet.scheduling import schemas as cs
 from metalfleet.scheduling.ansible import inventory as ansible_inv
@@ -33,17 +34,13 @@ class SchedulerUnreachableError(MetalfleetError):
     title = "Scheduler did not do it"
 
 
-def _tenant_scope(caller: Principal) -> str | None:
-    return caller.tenant_id if caller.role is Role.MEMBER else None
-
-
 @router.get("/v1/clusters", response_model=Page[cs.ClusterOut], dependencies=[reader])
 def list_clusters(
     session: DbSession, caller: Caller, limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
     items, next_cursor = allocation.list_clusters(
-        session, tenant_id=_tenant_scope(caller), limit=limit, cursor=cursor)
+        session, scope=policy.scoped(caller), limit=limit, cursor=cursor)
     return {"items": [allocation.to_out(c) for c in items], "next": next_cursor}
 
 
@@ -53,8 +50,7 @@ def create_cluster(
     session: DbSession, context: Context, caller: Caller, body: cs.ClusterIn,
     response: Response,
 ) -> cs.ClusterOut:
-    if caller.role is Role.VIEWER:
-        raise PermissionDeniedError(f"token {caller.name!r} (viewer) may not create clusters")
+    policy.require(caller, "create", m.Cluster)
     tenant = None
     if caller.role is Role.MEMBER:
         if body.tenant is not None and body.tenant != caller.tenant_name:
@@ -70,14 +66,13 @@ def create_cluster(
 
 @router.get("/v1/clusters/{name}", response_model=cs.ClusterOut, dependencies=[reader])
 def show_cluster(session: DbSession, caller: Caller, name: str) -> cs.ClusterOut:
-    return allocation.to_out(allocation.load_cluster(session, name, _tenant_scope(caller)))
+    return allocation.to_out(policy.cluster(session, caller, name))
 
 
 @router.delete("/v1/clusters/{name}", status_code=204, dependencies=[reader])
 def delete_cluster(session: DbSession, caller: Caller, name: str) -> Response:
-    if caller.role is Role.VIEWER:
-        raise PermissionDeniedError(f"token {caller.name!r} (viewer) may not delete clusters")
-    cluster = allocation.load_cluster(session, name, _tenant_scope(caller))
+    cluster = policy.cluster(session, caller, name)
+    policy.require(caller, "delete", cluster)
     allocation.delete_cluster(session, cluster, actor=caller.actor)
     return Response(status_code=204)
 
@@ -97,15 +92,10 @@ def push_cluster(session: DbSession, name: str) -> cs.PushOut:
     return push.push(session, allocation.load_cluster(session, name))
 
 
-def _acting_member(caller: Principal, what: str) -> str | None:
-    if caller.role is Role.VIEWER:
-        raise PermissionDeniedError(f"token {caller.name!r} (viewer) may not {what}")
-    return _tenant_scope(caller)
-
-
 def _hook(session: DbSession, caller: Caller, name: str, node_name: str,
           action: str, reason: str | None) -> cs.HookOut:
-    cluster = allocation.load_cluster(session, name, _acting_member(caller, f"{action} nodes"))
+    cluster = policy.cluster(session, caller, name)
+    policy.require(caller, action, cluster)
     member = next((mb for mb in cluster.members if mb.node_name == node_name), None)
     if member is None:
         raise NotFoundError(f"node {node_name!r} is not in cluster {name!r}; see its nodes "
@@ -143,14 +133,15 @@ def resume_node(session: DbSession, caller: Caller, name: str, node: str) -> cs.
 def power(session: DbSession, caller: Caller, name: str, body: cs.PowerIn) -> cs.PowerOut:
     """Slurm power saving: suspend (power off) or resume (power on) a host list of the
     cluster's nodes through their BMC; poll the nodes' power_state for the outcome."""
-    cluster = allocation.load_cluster(session, name, _acting_member(caller, "power nodes"))
+    cluster = policy.cluster(session, caller, name)
+    policy.require(caller, "power", cluster)
     return powersave.request(session, cluster, body, actor=caller.actor)
 
 
 @router.get("/v1/clusters/{name}/files", dependencies=[reader])
 def cluster_files(session: DbSession, caller: Caller, name: str) -> dict[str, str]:
     """What the cluster's scheduler needs, as {file name: content}."""
-    cluster = allocation.load_cluster(session, name, _tenant_scope(caller))
+    cluster = policy.cluster(session, caller, name)
     with tempfile.TemporaryDirectory() as tmp:
         written = render.render_cluster(session, cluster, Path(tmp))
         return {path.name: path.read_text() for path in written}
@@ -160,13 +151,13 @@ def cluster_files(session: DbSession, caller: Caller, name: str) -> dict[str, st
 def ansible_inventory(session: DbSession, caller: Caller) -> dict[str, Any]:
     """Ansible dynamic inventory (``--list`` JSON): groups by cluster, class, rack, tenant,
     role; host vars from the inventory. Members get their tenant's nodes only."""
-    return ansible_inv.build(session, tenant_id=_tenant_scope(caller))
+    return ansible_inv.build(session, scope=policy.scoped(caller))
 
 
 @router.get("/v1/quotas", response_model=list[cs.QuotaOut], dependencies=[reader])
 def list_quotas(session: DbSession, caller: Caller) -> list[cs.QuotaOut]:
     return [allocation.quota_out(session, q)
-            for q in allocation.list_quotas(session, _tenant_scope(caller))]
+            for q in allocation.list_quotas(session, policy.scoped(caller))]
 
 
 @router.put("/v1/quotas/{tenant}/{node_class}", response_model=cs.QuotaOut,

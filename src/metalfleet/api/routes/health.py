@@ -1,7 +1,8 @@
 """Health routes: node health and reports, signals, repair tickets.
 
-Viewers, operators and admins read; operators and admins write (tenant members see none of
-it: the evidence names hardware across tenants).
+Everyone reads through the access policy (metalfleet/policy.py): a tenant member reads its
+own nodes' signals and tickets from its current tenancy only, never a previous tenant's;
+operators and admins write.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import select
 
-from metalfleet.api.deps import WRITE, Caller, Context, DbSession, require
+from metalfleet import policy
+from metalfleet.api.deps import READ, WRITE, Caller, Context, DbSession, require
 from metalfleet.api.routes.node_credentials import Reporter
 from metalfleet.core.errors import PermissionDeniedError
+from metalfleet.db.health_models import RepairTicket
 from metalfleet.health import engine, intake, listing, revalidation, tickets
 from metalfleet.health import schemas as hs
 from metalfleet.inventory.lifecycle import load_node
@@ -20,21 +24,22 @@ from metalfleet.inventory.schemas import Page, Role
 from metalfleet.inventory.tokens import Principal
 
 router = APIRouter(tags=["health"])
-reader = Depends(require(WRITE | {Role.VIEWER}, "reading node health"))
+reader = Depends(require(READ, "reading node health"))
 writer = Depends(require(WRITE, "changing node health"))
 
 
-def _node_health(session: DbSession, name: str) -> hs.NodeHealthOut:
-    node = load_node(session, name)
-    return hs.node_health_out(node, engine.node_signals(session, node.id),
-                              tickets.open_ticket_of(session, node.id))
+def _node_health(session: DbSession, caller: Principal, name: str) -> hs.NodeHealthOut:
+    node = policy.node(session, caller, name)
+    scope = policy.scoped(caller)
+    return hs.node_health_out(node, engine.node_signals(session, node.id, scope),
+                              tickets.open_ticket_of(session, node.id, scope))
 
 
 @router.get("/v1/nodes/{name}/health", response_model=hs.NodeHealthOut,
             dependencies=[reader])
-def node_health(session: DbSession, name: str) -> hs.NodeHealthOut:
+def node_health(session: DbSession, caller: Caller, name: str) -> hs.NodeHealthOut:
     """The node's health, its active signals with their evidence, and its open ticket."""
-    return _node_health(session, name)
+    return _node_health(session, caller, name)
 
 
 @router.post("/v1/nodes/{name}/health-reports", response_model=hs.NodeHealthOut)
@@ -48,24 +53,27 @@ def health_report(session: DbSession, context: Context, name: str, body: hs.Heal
     intake.report(session, node, body.source, [f.to_finding() for f in body.findings],
                   checks_run=body.checks_run, actor=caller.actor)
     context.wake_conductor()  # a spare's deploy or a node's undeploy may be queued
-    return _node_health(session, name)
+    return hs.node_health_out(node, engine.node_signals(session, node.id),
+                              tickets.open_ticket_of(session, node.id))
 
 
 @router.get("/v1/health/signals", response_model=Page[hs.SignalOut], dependencies=[reader])
-def list_signals(session: DbSession, node: str | None = None, status: str | None = None,
-                 check: str | None = None, limit: int = Query(100, ge=1, le=1000),
-                 cursor: str | None = None) -> dict[str, Any]:
+def list_signals(session: DbSession, caller: Caller, node: str | None = None,
+                 status: str | None = None, check: str | None = None,
+                 limit: int = Query(100, ge=1, le=1000), cursor: str | None = None
+                 ) -> dict[str, Any]:
     rows, next_cursor = listing.list_signals(session, node=node, status=status, check=check,
-                                             limit=limit, cursor=cursor)
+                                             limit=limit, cursor=cursor,
+                                             scope=policy.scoped(caller))
     return {"items": [hs.signal_out(s, name) for s, name in rows], "next": next_cursor}
 
 
 @router.get("/v1/repair-tickets", response_model=Page[hs.TicketOut], dependencies=[reader])
-def list_tickets(session: DbSession, status: str | None = None, node: str | None = None,
-                 limit: int = Query(100, ge=1, le=1000), cursor: str | None = None
-                 ) -> dict[str, Any]:
+def list_tickets(session: DbSession, caller: Caller, status: str | None = None,
+                 node: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                 cursor: str | None = None) -> dict[str, Any]:
     rows, next_cursor = tickets.list_tickets(session, status=status, node=node, limit=limit,
-                                             cursor=cursor)
+                                             cursor=cursor, scope=policy.scoped(caller))
     return {"items": [hs.ticket_out(t) for t in rows], "next": next_cursor}
 
 
@@ -83,8 +91,10 @@ def open_ticket(session: DbSession, caller: Caller, context: Context, body: hs.T
 
 @router.get("/v1/repair-tickets/{ticket_id}", response_model=hs.TicketOut,
             dependencies=[reader])
-def show_ticket(session: DbSession, ticket_id: str) -> hs.TicketOut:
-    return hs.ticket_out(tickets.load_ticket(session, ticket_id))
+def show_ticket(session: DbSession, caller: Caller, ticket_id: str) -> hs.TicketOut:
+    return hs.ticket_out(policy.load(
+        session, caller, select(RepairTicket).where(RepairTicket.id == ticket_id),
+        tickets.missing_ticket(ticket_id)))
 
 
 @router.post("/v1/repair-tickets/{ticket_id}/resolve", response_model=hs.TicketOut,

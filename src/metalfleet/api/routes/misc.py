@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import text
 
+from metalfleet import policy
 from metalfleet.api.deps import ADMIN, READ, WRITE, Caller, Context, DbSession, require
-from metalfleet.core.errors import PermissionDeniedError
 from metalfleet.db import models as m
 from metalfleet.inventory import events, ipam, resources, tokens
 from metalfleet.inventory import schemas as s
@@ -97,13 +97,10 @@ def list_events(
     order: str = Query("asc", pattern="^(asc|desc)$", description="desc: newest first"),
     after: int | None = None, limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    if caller.role is s.Role.MEMBER:
-        raise PermissionDeniedError(
-            "tenant members read events per node: GET /v1/nodes/{name}/events"
-        )
+    """The event log; a member gets its nodes' events from its current tenancy only."""
     items, next_cursor = events.list_events(
         session, node_name=node, kind=kind, since=since, until=until, text=q, after_id=after,
-        limit=limit, newest_first=order == "desc",
+        limit=limit, newest_first=order == "desc", scope=policy.scoped(caller),
     )
     return {"items": [s.EventOut.model_validate(e) for e in items], "next": next_cursor}
 

@@ -5,33 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy.orm import Session
 
+from metalfleet import policy
 from metalfleet.api.deps import READ, WRITE, Caller, Context, DbSession, require
-from metalfleet.core.errors import NotFoundError, PermissionDeniedError, ValidationError
-from metalfleet.core.states import Action
-from metalfleet.db import models as m
-from metalfleet.inventory import events, lifecycle, nodes, resources
+from metalfleet.inventory import events, node_actions, nodes
 from metalfleet.inventory import schemas as s
 from metalfleet.inventory.lab_shortcuts import LabGate
-from metalfleet.inventory.tokens import Principal
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 writer = Depends(require(WRITE, "changing nodes"))
 reader = Depends(require(READ, "reading nodes"))
-
-LIFECYCLE_ACTIONS = {a.value for a in Action}
-OTHER_ACTIONS = {"maintenance-on", "maintenance-off", "power-on", "power-off", "reboot"}
-MEMBER_ACTIONS = {"deploy", "undeploy", "power-on", "power-off", "reboot"}
-
-
-def visible_node(session: Session, name: str, caller: Principal) -> m.Node:
-    """The node, if the caller may see it; a member sees only its tenant's nodes."""
-    node = lifecycle.load_node(session, name)
-    if caller.role is s.Role.MEMBER and node.tenant_id != caller.tenant_id:
-        # Same answer as for a missing node: members learn nothing about other tenants.
-        raise NotFoundError(f"no node named {name!r}; list nodes with GET /v1/nodes")
-    return node
 
 
 @router.get("", response_model=s.Page[s.NodeOut], dependencies=[reader])
@@ -51,7 +34,7 @@ def list_nodes(
     items, next_cursor = nodes.list_nodes(
         session, limit=limit, cursor=cursor, state=state, node_class=node_class, rack=rack,
         tenant=tenant, health=health, maintenance=maintenance, labels=label,
-        tenant_id=caller.tenant_id if caller.role is s.Role.MEMBER else None,
+        scope=policy.scoped(caller),
     )
     return {"items": [nodes.to_out(node) for node in items], "next": next_cursor}
 
@@ -68,7 +51,7 @@ def enroll_node(
 
 @router.get("/{name}", response_model=s.NodeOut, dependencies=[reader])
 def show_node(session: DbSession, caller: Caller, name: str) -> s.NodeOut:
-    return nodes.to_out(visible_node(session, name, caller))
+    return nodes.to_out(policy.node(session, caller, name))
 
 
 @router.patch("/{name}", response_model=s.NodeOut, dependencies=[writer])
@@ -92,31 +75,8 @@ def node_action(
     body: s.ActionIn | None = None,
 ) -> s.NodeOut:
     body = body or s.ActionIn()
-    if action not in LIFECYCLE_ACTIONS | OTHER_ACTIONS:
-        raise ValidationError(
-            f"unknown action {action!r}; actions: "
-            f"{', '.join(sorted(LIFECYCLE_ACTIONS | OTHER_ACTIONS))}"
-        )
-    if caller.role is s.Role.VIEWER or (
-        caller.role is s.Role.MEMBER and action not in MEMBER_ACTIONS
-    ):
-        raise PermissionDeniedError(
-            f"token {caller.name!r} ({caller.role.value}) may not {action} nodes"
-        )
-    node = visible_node(session, name, caller)
-    if action in ("maintenance-on", "maintenance-off"):
-        node = nodes.set_maintenance(session, name, action == "maintenance-on", body.reason,
-                                     actor=caller.actor)
-    elif action in ("power-on", "power-off", "reboot"):
-        node = nodes.request_power(session, name, action.removeprefix("power-"),
-                                   actor=caller.actor)
-    else:
-        lifecycle.check_allowed(node, Action(action))
-        image = None
-        if body.image is not None:
-            image = resources.resolve_ref(session, m.Image, body.image, "image")
-        node = lifecycle.request_action(session, node, Action(action), actor=caller.actor,
-                                        image=image, reason=body.reason)
+    node = node_actions.act(session, caller, name, action, image=body.image,
+                            reason=body.reason)
     session.commit()
     context.wake_conductor()
     return nodes.to_out(node)
@@ -128,6 +88,8 @@ def node_events(
     after: int | None = Query(None, description="the 'next' of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    visible_node(session, name, caller)
-    items, next_cursor = events.list_events(session, node_name=name, after_id=after, limit=limit)
+    node = policy.node(session, caller, name)
+    items, next_cursor = events.list_events(
+        session, node_name=node.name, after_id=after, limit=limit,
+        scope=policy.scoped(caller))
     return {"items": [s.EventOut.model_validate(e) for e in items], "next": next_cursor}

@@ -5,20 +5,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel
+from sqlalchemy import select
 
+from metalfleet import policy
 from metalfleet.api.deps import READ, WRITE, Caller, Context, DbSession, require
 from metalfleet.core.errors import PermissionDeniedError
 from metalfleet.inventory import resources
 from metalfleet.inventory.lab_shortcuts import LabGate
 from metalfleet.inventory.resources import ResourceKind
 from metalfleet.inventory.schemas import Page, Role
-
-# What a tenant member may read besides its own nodes.
-MEMBER_READABLE = {"images", "node-classes"}
+from metalfleet.inventory.tokens import Principal
 
 
-def _check_member(caller: Any, kind: ResourceKind) -> None:
-    if caller.role is Role.MEMBER and kind.plural not in MEMBER_READABLE:
+def _check_member(caller: Principal, kind: ResourceKind) -> None:
+    """A clear 403 where the policy gives members no rows of the kind at all."""
+    if caller.role is Role.MEMBER and not policy.member_reads(kind.model):
         raise PermissionDeniedError(
             f"tenant members cannot read {kind.plural}; ask an operator"
         )
@@ -35,7 +36,7 @@ def build_router(kind: ResourceKind) -> APIRouter:
     @router.get("", response_model=Page[out_schema], summary=f"List {kind.plural}")
     def list_items(
         session: DbSession,
-        caller: Annotated[Any, Depends(reader)],
+        caller: Annotated[Principal, Depends(reader)],
         limit: int = Query(100, ge=1, le=1000),
         cursor: str | None = None,
         filter_: Annotated[list[str] | None, Query(alias="filter",
@@ -54,7 +55,8 @@ def build_router(kind: ResourceKind) -> APIRouter:
                 )
             filters[key] = value
         items, next_cursor = resources.list_page(
-            session, kind, limit=limit, cursor=cursor, filters=filters
+            session, kind, limit=limit, cursor=cursor, filters=filters,
+            scope=policy.scoped(caller),
         )
         return {"items": [resources.to_out(kind, obj) for obj in items], "next": next_cursor}
 
@@ -70,10 +72,13 @@ def build_router(kind: ResourceKind) -> APIRouter:
 
     @router.get("/{name}", response_model=out_schema, summary=f"Show a {kind.singular}")
     def get_item(
-        session: DbSession, name: str, caller: Annotated[Any, Depends(reader)]
+        session: DbSession, name: str, caller: Annotated[Principal, Depends(reader)]
     ) -> BaseModel:
         _check_member(caller, kind)
-        return resources.to_out(kind, resources.get(session, kind, name))
+        model: Any = kind.model
+        return resources.to_out(kind, policy.load(
+            session, caller, select(model).where(model.name == name),
+            resources.missing(kind, name)))
 
     @router.patch("/{name}", response_model=out_schema, dependencies=[writer],
                   summary=f"Change a {kind.singular}")

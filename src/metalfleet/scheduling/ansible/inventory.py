@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from metalfleet.db import models as m
 
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
 ADDRESS_ROLES = ("management", "provisioning", "data")
+
+if TYPE_CHECKING:
+    from metalfleet.policy import Scope
 
 
 def group_name(kind: str, name: str) -> str:
@@ -70,11 +73,13 @@ def hostvars(node: m.Node, cluster: str | None, address: str | None) -> dict[str
     return values
 
 
-def build(session: Session, *, tenant_id: str | None = None) -> dict[str, Any]:
-    """The inventory of every node not retired (a member's: its tenant's nodes only)."""
-    statement = select(m.Node).where(m.Node.retired.is_(False)).order_by(m.Node.name)
-    if tenant_id is not None:
-        statement = statement.where(m.Node.tenant_id == tenant_id)
+def build(session: Session, *, scope: Scope | None = None) -> dict[str, Any]:
+    """The inventory of every node not retired that ``scope`` (the caller's access policy,
+    metalfleet/policy.py) lets through: a member's has its tenant's nodes only."""
+    statement: Select[Any] = (select(m.Node).where(m.Node.retired.is_(False))
+                              .order_by(m.Node.name))
+    if scope is not None:
+        statement = scope(statement)
     nodes = list(session.scalars(statement).unique())
     clusters: dict[str, str] = {
         node_id: name for node_id, name in session.execute(

@@ -1,4 +1,4 @@
-"""tenancy: when a node began its current tenancy (scoped reads)
+"""reserved for the tenancy column; shipped empty, so that column is in 0010
 
 Revision ID: 0009
 Revises: 0008
