@@ -23,6 +23,7 @@ from metalfleet.api.routes import (
     nodes,
     observability,
     resources,
+    switch_access,
 )
 from metalfleet.health import rules as health_rules
 from metalfleet.runtime import AppContext
@@ -53,6 +54,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(audit.router)
     app.include_router(node_credentials.router)
+    app.include_router(switch_access.router)
     app.include_router(observability.router)
     for router in context.routers:  # plug-ins' (the lab's, in a --lab process)
         app.include_router(router)

@@ -24,6 +24,7 @@ from metalfleet.cli import (
     observability,
     resources,
     slurm,
+    switches,
 )
 from metalfleet.cli.common import GLOBALS, DataDirOpt, TokenOpt, UrlOpt
 from metalfleet.cli.output import console
@@ -156,6 +157,7 @@ app.add_typer(health.tickets, name="ticket")
 app.add_typer(audit.app, name="audit")
 groups = resources.register(app)
 images.add_commands(groups["image"])
+switches.add_commands(groups["switch"])
 
 
 @groups["image"].command("build-ramdisk")

@@ -22,6 +22,7 @@ from metalfleet.drivers.base import HardwareType, NodeContext
 from metalfleet.health import acceptance
 from metalfleet.inventory import agent_auth
 from metalfleet.inventory.agents import AGENT_STATES
+from metalfleet.network.segments import PROVISIONING, TENANT
 
 Flow = Callable[[NodeContext, HardwareType], dict[str, Any]]
 
@@ -52,7 +53,9 @@ def power_to(ctx: NodeContext, hw: HardwareType, want: PowerState) -> None:
 
 
 def boot_ramdisk(ctx: NodeContext, hw: HardwareType, step: str, percent: int) -> None:
-    """Network-boot the node into the agent (a reboot if it is already on)."""
+    """Network-boot the node into the agent (a reboot if it is already on), always from the
+    provisioning network: the ramdisk's traffic never reaches a tenant's."""
+    ctx.move_ports(PROVISIONING)
     ctx.report(percent, f"{step}: booting the deploy ramdisk")
     hw.boot.set_boot_device(ctx, "pxe")
     if hw.power.get_power_state(ctx) is PowerState.ON:
@@ -159,6 +162,8 @@ def deploy(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
     boot_ramdisk(ctx, hw, "deploy", 2)
     ctx.report(5, f"writing image {ctx.image.name}")
     hw.deploy.deploy(ctx)
+    ctx.report(93, "moving the node's ports to its tenant network")
+    ctx.move_ports(TENANT)  # before the OS boots: the tenant's first packet is on its own net
     ctx.report(95, "booting from disk")
     hw.boot.set_boot_device(ctx, "disk", persistent=True)
     hw.power.reboot(ctx)
@@ -167,6 +172,8 @@ def deploy(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
 
 
 def release(ctx: NodeContext, hw: HardwareType) -> dict[str, Any]:
+    ctx.report(10, "moving the node's ports back to the provisioning network")
+    ctx.move_ports(PROVISIONING)  # a port still on the tenant's net stops the release here
     ctx.report(20, "tearing down the deployment")
     hw.deploy.tear_down(ctx)
     ctx.report(60, "powering off")

@@ -155,7 +155,8 @@ class PowerSync(Periodic[SweepResult]):
                      result.seconds, len(result.changed), result.errors, result.recovered)
         return result
 
-    def _shard(self, session: Session) -> tuple[int, int]:
+    def shard(self, session: Session) -> tuple[int, int]:
+        """(this conductor's index, how many live): the share every per-node sweep takes."""
         cutoff = utcnow() - timedelta(seconds=self.dead_after_s)
         live = sorted(session.scalars(
             select(m.Conductor.name).where(m.Conductor.heartbeat_at >= cutoff)))
@@ -166,7 +167,7 @@ class PowerSync(Periodic[SweepResult]):
     def targets(self) -> list[SyncTarget]:
         """This conductor's share of the idle nodes, with their BMC credentials."""
         with self.db.session() as session:
-            index, count = self._shard(session)
+            index, count = self.shard(session)
             rows = session.execute(
                 select(m.Node.id, m.Node.name, m.Node.hardware_type, m.Node.bmc_driver,
                        m.Node.bmc_address, m.Node.bmc_username, m.Node.bmc_password_encrypted,

@@ -26,6 +26,7 @@ from metalfleet.conductor.bmc_health import BmcHealthSweep
 from metalfleet.conductor.bmc_logs import BmcLogSync
 from metalfleet.conductor.context import node_context
 from metalfleet.conductor.flows import power_to, run_flow, wait_power
+from metalfleet.conductor.port_sweep import PortSweep
 from metalfleet.conductor.power_sync import PowerSync
 from metalfleet.core.errors import DriverError, MetalfleetError
 from metalfleet.core.states import WORK_STATES, NodeState, PowerState
@@ -36,6 +37,7 @@ from metalfleet.drivers.base import HardwareType
 from metalfleet.drivers.registry import get_hardware_type
 from metalfleet.health.ticker import HealthTicker
 from metalfleet.inventory import events, lifecycle
+from metalfleet.network import port_moves
 from metalfleet.secrets import CredentialCipher
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Conductor:
         agent_heartbeat_timeout_s: float = 30.0,
         bmc_health_interval_s: float | None = None,
         health_tick_s: float | None = None,
+        port_sweep_s: float | None = None,
     ) -> None:
         self.db = db
         self.cipher = cipher
@@ -88,6 +91,9 @@ class Conductor:
         self._bmc_health_task: asyncio.Task[Any] | None = None
         self.health = HealthTicker(db, conductor=self.name, interval_s=health_tick_s)
         self._health_task: asyncio.Task[Any] | None = None
+        self.port_sweep = PortSweep(db, cipher, conductor=self.name,
+                                    shard=self.power_sync.shard, interval_s=port_sweep_s)
+        self._port_sweep_task: asyncio.Task[Any] | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class Conductor:
         self._start_bmc_log_sync()
         self._start_bmc_health_sweep()
         self._start_health_tick()
+        self._start_port_sweep()
         free = self.workers - len(self._running)
         if free <= 0:
             return
@@ -167,6 +174,13 @@ class Conductor:
         """Expire first strikes, walk repair tickets to re-validation (health/engine.tick)."""
         if self.health.due() and (self._health_task is None or self._health_task.done()):
             self._health_task = asyncio.create_task(asyncio.to_thread(self.health.run_once))
+
+    def _start_port_sweep(self) -> None:
+        """Put switch ports back where the lifecycle wants them (conductor/port_sweep)."""
+        if self.port_sweep.due() and (self._port_sweep_task is None
+                                      or self._port_sweep_task.done()):
+            self._port_sweep_task = asyncio.create_task(
+                asyncio.to_thread(self.port_sweep.run_once))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -241,6 +255,7 @@ class Conductor:
                 reservation.release(session, node_id, self.name)
                 return
             ctx = node_context(node, self.cipher, self._progress(node_id))
+            ctx.move_ports = port_moves.mover(self.db, self.cipher, node_id, self.name)
             ctx.agent = DbAgentChannel(self.db, node_id, since=utcnow(),
                                        heartbeat_timeout_s=self.agent_heartbeat_timeout_s)
             hardware_type = node.hardware_type

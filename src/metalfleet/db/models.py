@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -46,6 +47,13 @@ class Switch(IdMixin, Base):
     model: Mapped[str] = mapped_column(String(127), default="")
     port_count: Mapped[int] = mapped_column(Integer, default=64)
     u_position: Mapped[int | None] = mapped_column(Integer, default=None)
+    # How metalfleet reaches the switch to move node ports (network/switch_access.py);
+    # "none": not managed, ports stay where they are cabled.
+    driver: Mapped[str] = mapped_column(String(32), default="none")
+    address: Mapped[str] = mapped_column(String(255), default="")
+    username: Mapped[str | None] = mapped_column(String(127), default=None)
+    password_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    driver_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rack: Mapped[Rack | None] = relationship(lazy="joined")
 
 
@@ -65,6 +73,10 @@ class SwitchLink(IdMixin, Base):
 
 class Network(IdMixin, Base):
     __tablename__ = "networks"
+    # Two tenants never share a VLAN, even when two conductors allocate at once.
+    __table_args__ = (Index("uq_networks_tenant_vlan", "vlan_id", unique=True,
+                            sqlite_where=text("role = 'tenant'"),
+                            postgresql_where=text("role = 'tenant'")),)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="RESTRICT"))
     role: Mapped[str] = mapped_column(String(16))
@@ -74,7 +86,11 @@ class Network(IdMixin, Base):
     dhcp_start: Mapped[str | None] = mapped_column(String(64), default=None)
     dhcp_end: Mapped[str | None] = mapped_column(String(64), default=None)
     mtu: Mapped[int] = mapped_column(Integer, default=1500)
+    # role "tenant": the tenant whose nodes this network carries while they are active.
+    tenant_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), default=None, index=True)
     site: Mapped[Site | None] = relationship(lazy="joined")
+    tenant: Mapped[Tenant | None] = relationship(lazy="joined")
 
 
 class IpAllocation(IdMixin, Base):
@@ -197,9 +213,15 @@ class Port(IdMixin, Base):
     switch_port: Mapped[str | None] = mapped_column(String(32), default=None)
     speed_gbps: Mapped[int | None] = mapped_column(Integer, default=None)
     pxe: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The network the switch last confirmed for this port (read back after a move or by the
+    # drift sweep); None: never moved by metalfleet, or taken off every network.
+    switch_network_id: Mapped[str | None] = mapped_column(
+        ForeignKey("networks.id", ondelete="SET NULL"), default=None)
     node: Mapped[Node] = relationship(back_populates="ports")
     switch: Mapped[Switch | None] = relationship(lazy="joined")
-    network: Mapped[Network | None] = relationship(lazy="joined")
+    network: Mapped[Network | None] = relationship(lazy="joined", foreign_keys=[network_id])
+    switch_network: Mapped[Network | None] = relationship(
+        lazy="joined", foreign_keys=[switch_network_id])
 
 
 class ApiToken(IdMixin, Base):

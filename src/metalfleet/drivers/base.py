@@ -61,6 +61,9 @@ class NodeContext:
     image: ImageRef | None = None
     agent: AgentChannel | None = None
     progress: ProgressFn = field(default=lambda percent, step: None, repr=False)
+    # Put the node's switch ports on the network of a role ("provisioning", "tenant");
+    # the conductor sets it (network/port_moves.py). Raises DriverError if a switch refuses.
+    move_ports: Callable[[str], None] = field(default=lambda role: None, repr=False)
 
     def report(self, percent: int, step: str) -> None:
         self.progress(max(0, min(100, percent)), step)

@@ -63,6 +63,11 @@ class LabGate:
                 f"{what} {str(path)!r} is outside the lab's data folder {allowance.root}; "
                 "lab paths must stay inside it")
 
+    def check_local_switch(self) -> None:
+        """A switch driven on the conductor's own host (or with a key file on it)."""
+        self._refuse_unless_open("a switch managed on the conductor's host (no address, "
+                                 "netns or key_file)")
+
     def check_node(self, hardware_type: str | None, driver_info: dict[str, Any] | None,
                    *, current_type: str | None = None) -> None:
         """Refuse a node that would use the lab's hardware type or paths, unless allowed."""

@@ -301,6 +301,7 @@ def to_out(node: m.Node) -> s.NodeOut:
                 name=p.name, mac=p.mac, network=p.network.name if p.network else None,
                 switch=p.switch.name if p.switch else None, switch_port=p.switch_port,
                 speed_gbps=p.speed_gbps, pxe=p.pxe,
+                switch_network=p.switch_network.name if p.switch_network else None,
             )
             for p in node.ports
         ],

@@ -69,7 +69,9 @@ KINDS: dict[str, ResourceKind] = {
         ),
         ResourceKind(
             "network", "networks", m.Network, s.NetworkIn, s.NetworkPatch, s.NetworkOut,
-            refs={"site": Ref(m.Site, "site_id", "site")}, filters=("site", "role"),
+            refs={"site": Ref(m.Site, "site_id", "site"),
+                  "tenant": Ref(m.Tenant, "tenant_id", "tenant")},
+            filters=("site", "role", "tenant"),
         ),
         ResourceKind(
             "node class", "node-classes", m.NodeClass, s.NodeClassIn, s.NodeClassPatch,

@@ -154,6 +154,8 @@ class NetworkRole(StrEnum):
     STORAGE = "storage"
     DATA = "data"
     IB = "ib"
+    TENANT = "tenant"  # a tenant's own layer 2: its active nodes' ports (network/segments.py)
+    QUARANTINE = "quarantine"  # failed or suspect nodes: reaches nothing
 
 
 class NetworkFields(Strict):
@@ -169,6 +171,7 @@ class NetworkIn(NetworkFields):
     vlan_id: int | None = Field(None, ge=1, le=4094)
     cidr: str
     mtu: int = Field(1500, ge=576, le=65520)
+    tenant: Name | None = Field(None, description="role tenant: whose network this is")
 
     @field_validator("cidr")
     @classmethod
@@ -183,6 +186,8 @@ class NetworkIn(NetworkFields):
     @model_validator(mode="after")
     def _inside(self) -> NetworkIn:
         check_addresses_inside(self.cidr, self.gateway, self.dhcp_start, self.dhcp_end)
+        if (self.tenant is not None) != (self.role is NetworkRole.TENANT):
+            raise ValueError("a network names a tenant exactly when its role is 'tenant'")
         return self
 
 
@@ -224,6 +229,7 @@ class NetworkOut(Out):
     dhcp_start: str | None
     dhcp_end: str | None
     mtu: int
+    tenant: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -399,7 +405,8 @@ class PortIn(Strict):
     mac: str
     network: Name | None = None
     switch: Name | None = None
-    switch_port: str | None = None
+    # as the switch names it (swp12, Ethernet48): it reaches switch command lines
+    switch_port: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,31}$")
     speed_gbps: int | None = Field(None, ge=1)
     pxe: bool = False
 
@@ -420,6 +427,7 @@ class PortOut(Out):
     switch_port: str | None
     speed_gbps: int | None
     pxe: bool
+    switch_network: str | None = None  # where the switch last confirmed the port to be
 
 
 class HardwareType(StrEnum):

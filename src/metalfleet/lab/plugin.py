@@ -14,6 +14,7 @@ from pathlib import Path
 
 from metalfleet.drivers import agent_local, registry
 from metalfleet.drivers.base import HardwareType
+from metalfleet.network import switch_access
 from metalfleet.runtime import AppContext, LabAllowance
 
 HARDWARE_TYPE = "lab"
@@ -52,6 +53,7 @@ def enable(context: AppContext) -> LabAllowance:
 
     allowance = register_hardware_type(lab_folder(context.settings.data_dir))
     context.lab = allowance
+    switch_access.allow_local_switches()  # the lab's fabric is a namespace on this host
     if routes.router not in context.routers:
         context.routers.append(routes.router)
     return allowance

@@ -44,6 +44,9 @@ class BridgePerNetwork(SwitchDriver):
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
 
+    def close(self) -> None:
+        self.transport.close()
+
     @staticmethod
     def bridge_for(segment: Segment) -> str:
         return f"{BRIDGE_PREFIX}{segment.vlan}"
@@ -83,6 +86,9 @@ class VlanFilteringBridge(SwitchDriver):
     def __init__(self, transport: Transport, bridge: str = "br0") -> None:
         self.transport = transport
         self.bridge = check_port_name(bridge)
+
+    def close(self) -> None:
+        self.transport.close()
 
     def _vlans(self, port: str) -> list[dict[str, Any]]:
         entries = _json(self.transport.run(["bridge", "-j", "vlan", "show", "dev", port]),

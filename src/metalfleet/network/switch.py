@@ -71,6 +71,10 @@ class SwitchDriver(abc.ABC):
     def port_state(self, port: str) -> PortState:
         """Read where ``port`` is now (for verification after a change and drift sweeps)."""
 
+    def close(self) -> None:
+        """Release the connection to the switch, if the driver holds one."""
+        return None
+
     def move_port(self, port: str, segment: Segment) -> PortState:
         """Set, then read back: a switch that accepted a command it did not apply is caught
         here, not by a tenant reaching the provisioning network."""
