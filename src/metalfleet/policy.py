@@ -6,7 +6,9 @@ Both ask here, never each other (the dashboard calls no API route):
   see; ``load`` fetches one row through it, so a row the caller may not see is answered
   exactly like a missing one (members learn nothing of other tenants);
 - changes: ``require(principal, action, target)`` refuses an action the principal's role
-  may not take on that target; ``require_role`` for actions on the fleet as a whole.
+  may not take on that target; ``require_role`` for actions on the fleet as a whole;
+- output: ``emit(principal, out)`` keeps only the fields the principal's allow-list names
+  (members never see a node's BMC or a cluster's scheduler_config; nobody sees a password).
 
 Roles:
 
@@ -22,17 +24,19 @@ Roles:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVarTuple
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, TypeVarTuple
 
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, exists, false, select, true
 from sqlalchemy.orm import Session, aliased
 
 from metalfleet.core.errors import NotFoundError, PermissionDeniedError
 from metalfleet.db import health_models as hm
 from metalfleet.db import models as m
-from metalfleet.inventory.schemas import Role
+from metalfleet.inventory.schemas import NodeOut, Role
 from metalfleet.inventory.tokens import Principal
+from metalfleet.scheduling.schemas import ClusterOut
 
 # Explicit, never frozenset(Role): a new role (NODE) must not become a reader by default.
 READ = frozenset({Role.ADMIN, Role.OPERATOR, Role.MEMBER, Role.VIEWER})
@@ -170,6 +174,66 @@ def require(principal: Principal, action: str,
         )
 
 
+# --- what each reader is shown: allow-lists --------------------------------------------
+
+# A field spec: field name -> None (shown as it is) or the spec of its sub-fields. A field a
+# spec does not name is withheld: null in the answer (the schema declares it optional). A new
+# field of an output schema is therefore shown to nobody until someone lists it here.
+Fields = Mapping[str, "Fields | None"]
+
+_BMC: Fields = dict.fromkeys(("driver", "address", "username", "verify_tls", "error"))
+_NODE: Fields = dict.fromkeys((
+    "id", "name", "state", "power_state", "target_power_state", "health", "maintenance",
+    "maintenance_reason", "retired", "progress", "last_error", "rack", "u_position", "u_size",
+    "node_class", "tenant", "image", "hardware_type", "ports", "labels", "inventory",
+    "allowed_actions", "state_changed_at", "created_at", "updated_at"))
+_CLUSTER: Fields = dict.fromkeys((
+    "id", "name", "tenant", "scheduler", "node_class", "count", "constraints", "state",
+    "leaves", "racks", "nodes", "created_at"))
+# How metalfleet reaches a cluster's scheduler: paths, argv (values after --token, --password
+# and --client-key-data already masked by allocation.redact), timeouts; secrets live in files.
+_SLURM_POWER: Fields = dict.fromkeys((
+    "api_url", "token_file", "command", "suspend_time_s", "suspend_timeout_s",
+    "resume_timeout_s", "exclude"))
+_SCHEDULER_CONFIG: Fields = {
+    "slurm": {**dict.fromkeys(("conf", "prefix", "remote_shell", "timeout_s", "site",
+                                "max_time", "qos")), "power_saving": _SLURM_POWER},
+    "kubernetes": dict.fromkeys(("kubectl", "remote_shell", "timeout_s", "service_network",
+                                 "service_addresses", "api_server_endpoint",
+                                 "ca_cert_hashes")),
+}
+_STAFF_VIEW: dict[type[BaseModel], Fields] = {
+    NodeOut: {**_NODE, "bmc": _BMC, "reservation": None},
+    ClusterOut: {**_CLUSTER, "scheduler_config": _SCHEDULER_CONFIG},
+}
+# Members: never the BMC (address, user), the conductor holding the node, or how the
+# cluster's scheduler is reached.
+_MEMBER_VIEW: dict[type[BaseModel], Fields] = {NodeOut: _NODE, ClusterOut: _CLUSTER}
+
+Shown = TypeVar("Shown", bound=BaseModel)
+
+
+def _pick(value: Any, spec: Fields | None) -> Any:
+    if spec is None or value is None:
+        return value
+    if isinstance(value, BaseModel):
+        return type(value).model_validate(
+            {name: _pick(getattr(value, name), sub) for name, sub in spec.items()})
+    if isinstance(value, dict):
+        return {name: _pick(value[name], sub) for name, sub in spec.items() if name in value}
+    return None  # a shape the spec does not describe: withheld
+
+
+def emit(principal: Principal, out: Shown) -> Shown:
+    """``out`` as ``principal`` may see it: only the fields its role's allow-list names."""
+    view = _STAFF_VIEW if principal.role in FLEET_READERS else _MEMBER_VIEW
+    spec = view.get(type(out))
+    if spec is None:
+        raise LookupError(f"policy.py has no allow-list for {type(out).__name__}")
+    shown: Shown = _pick(out, spec)
+    return shown
+
+
 __all__ = [
     "ADMIN",
     "FLEET_READERS",
@@ -179,6 +243,7 @@ __all__ = [
     "WRITE",
     "Scope",
     "cluster",
+    "emit",
     "load",
     "member_reads",
     "node",

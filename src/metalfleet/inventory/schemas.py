@@ -506,11 +506,12 @@ class NodeOut(BaseModel):
     tenant: str | None
     image: str | None
     hardware_type: str
-    bmc: BmcOut
+    # What policy.emit withholds from some readers (members): null for them.
+    bmc: BmcOut | None = None
     ports: list[PortOut]
     labels: dict[str, Any]
     inventory: dict[str, Any]
-    reservation: str | None
+    reservation: str | None = None
     allowed_actions: list[str]
     state_changed_at: datetime
     created_at: datetime

@@ -182,8 +182,9 @@ class ClusterOut(BaseModel):
     leaves: list[str]
     racks: list[str]
     nodes: list[ClusterNodeOut]
-    scheduler_config: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
+    # Withheld (null) by policy.emit from members; allow-listed keys only for the others.
+    scheduler_config: dict[str, Any] | None = None
 
 
 class QuotaIn(Strict):

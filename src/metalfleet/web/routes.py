@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from metalfleet import __version__, policy
 from metalfleet.api.deps import Context
 from metalfleet.core.errors import AuthenticationError, NotFoundError
+from metalfleet.inventory import nodes
 from metalfleet.inventory.tokens import Principal
 from metalfleet.web import actions, auth, views
 from metalfleet.web.filters import install_filters
@@ -157,6 +158,7 @@ def node_detail(request: Request, context: Context, name: str) -> Response:
         except NotFoundError as exc:
             return render(request, "missing.html", caller, status=404, detail=exc.detail)
         return render(request, "node.html", caller, node=node, can_write=can_write(caller),
+                      shown=policy.emit(caller, nodes.to_out(node)),
                       tenant_names=views.tenant_names(session),
                       events=views.node_events(session, caller, name),
                       images=views.images(session),

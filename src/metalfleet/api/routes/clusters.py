@@ -41,7 +41,8 @@ def list_clusters(
 ) -> dict[str, Any]:
     items, next_cursor = allocation.list_clusters(
         session, scope=policy.scoped(caller), limit=limit, cursor=cursor)
-    return {"items": [allocation.to_out(c) for c in items], "next": next_cursor}
+    return {"items": [policy.emit(caller, allocation.to_out(c)) for c in items],
+            "next": next_cursor}
 
 
 @router.post("/v1/clusters", response_model=cs.ClusterOut, status_code=201,
@@ -61,12 +62,12 @@ def create_cluster(
     cluster = allocation.create_cluster(session, body, actor=caller.actor, tenant_name=tenant,
                                         default_quota=context.settings.default_quota_nodes)
     response.headers["Location"] = f"/v1/clusters/{cluster.name}"
-    return allocation.to_out(cluster)
+    return policy.emit(caller, allocation.to_out(cluster))
 
 
 @router.get("/v1/clusters/{name}", response_model=cs.ClusterOut, dependencies=[reader])
 def show_cluster(session: DbSession, caller: Caller, name: str) -> cs.ClusterOut:
-    return allocation.to_out(policy.cluster(session, caller, name))
+    return policy.emit(caller, allocation.to_out(policy.cluster(session, caller, name)))
 
 
 @router.delete("/v1/clusters/{name}", status_code=204, dependencies=[reader])
@@ -83,7 +84,7 @@ def configure_cluster(session: DbSession, caller: Caller, name: str,
     """Set how metalfleet reaches the cluster's scheduler (replaces scheduler_config)."""
     cluster = allocation.load_cluster(session, name)
     allocation.configure(session, cluster, body.scheduler_config, actor=caller.actor)
-    return allocation.to_out(cluster)
+    return policy.emit(caller, allocation.to_out(cluster))
 
 
 @router.post("/v1/clusters/{name}/push", response_model=cs.PushOut, dependencies=[pusher])

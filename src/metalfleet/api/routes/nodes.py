@@ -36,7 +36,8 @@ def list_nodes(
         tenant=tenant, health=health, maintenance=maintenance, labels=label,
         scope=policy.scoped(caller),
     )
-    return {"items": [nodes.to_out(node) for node in items], "next": next_cursor}
+    return {"items": [policy.emit(caller, nodes.to_out(node)) for node in items],
+            "next": next_cursor}
 
 
 @router.post("", response_model=s.NodeOut, status_code=201, dependencies=[writer])
@@ -46,20 +47,21 @@ def enroll_node(
     node = nodes.enroll(session, body, context.cipher, actor=caller.actor,
                         lab=LabGate.of(context.lab, caller))
     response.headers["Location"] = f"/v1/nodes/{node.name}"
-    return nodes.to_out(node)
+    return policy.emit(caller, nodes.to_out(node))
 
 
 @router.get("/{name}", response_model=s.NodeOut, dependencies=[reader])
 def show_node(session: DbSession, caller: Caller, name: str) -> s.NodeOut:
-    return nodes.to_out(policy.node(session, caller, name))
+    return policy.emit(caller, nodes.to_out(policy.node(session, caller, name)))
 
 
 @router.patch("/{name}", response_model=s.NodeOut, dependencies=[writer])
 def patch_node(
     session: DbSession, context: Context, caller: Caller, name: str, body: s.NodePatch
 ) -> s.NodeOut:
-    return nodes.to_out(nodes.update_node(session, name, body, context.cipher, actor=caller.actor,
-                                          lab=LabGate.of(context.lab, caller)))
+    node = nodes.update_node(session, name, body, context.cipher, actor=caller.actor,
+                             lab=LabGate.of(context.lab, caller))
+    return policy.emit(caller, nodes.to_out(node))
 
 
 @router.delete("/{name}", status_code=204, dependencies=[writer])
@@ -79,7 +81,7 @@ def node_action(
                             reason=body.reason)
     session.commit()
     context.wake_conductor()
-    return nodes.to_out(node)
+    return policy.emit(caller, nodes.to_out(node))
 
 
 @router.get("/{name}/events", response_model=s.Page[s.EventOut], dependencies=[reader])
