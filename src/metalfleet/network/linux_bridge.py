@@ -55,7 +55,12 @@ class BridgePerNetwork(SwitchDriver):
         try:
             self.transport.run(["ip", "-j", "link", "show", "dev", bridge])
         except CommandFailed:
-            self.transport.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
+            try:
+                self.transport.run(["ip", "link", "add", "name", bridge, "type", "bridge"])
+            except CommandFailed as exc:
+                # another conductor thread moving another node's port made it just now
+                if "file exists" not in exc.output.lower():
+                    raise
         self.transport.run(["ip", "link", "set", "dev", bridge, "up"])
 
     def set_port(self, port: str, segment: Segment) -> None:

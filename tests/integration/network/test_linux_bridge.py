@@ -63,3 +63,19 @@ def test_the_vlan_filtering_dialect_works_or_says_the_kernel_lacks_it(fabric: Fa
     switch.move_port("pa", TENANT_A)
     switch.move_port("pg", TENANT_A)
     assert fabric.reaches("a", "g") and not fabric.reaches("a", "b")
+
+
+def test_concurrent_moves_to_a_new_network_all_succeed(fabric: Fabric) -> None:
+    """Several conductor threads put ports on a network whose bridge does not exist yet:
+    the ones that lose the race to create it must not fail (found by bench/port_moves.py)."""
+    import concurrent.futures
+
+    def move(port: str) -> PortState:
+        return BridgePerNetwork(LocalTransport(netns=fabric.switch)).move_port(port, TENANT_A)
+
+    for _ in range(3):
+        if "mfv101" in sh("ip", "-n", fabric.switch, "-br", "link").stdout:
+            sh("ip", "-n", fabric.switch, "link", "del", "mfv101")  # a new network each round
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            states = list(pool.map(move, ["pa", "pb", "pg"]))
+        assert [s.vlan for s in states] == [101, 101, 101]
