@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from metalfleet.db import models as m
+from metalfleet.db.audit_models import AuditEntry
 from metalfleet.db.health_models import HealthSignal
 from metalfleet.db.node_credential_models import NodeCredential
 from metalfleet.runtime import AppContext
@@ -140,3 +141,42 @@ def test_deleting_the_node_removes_it(client: TestClient, context: AppContext) -
     assert client.delete("/v1/nodes/n1").status_code == 204
     with context.db.session() as session:
         assert session.scalar(select(func.count()).select_from(NodeCredential)) == 0
+
+
+def test_its_report_answer_reads_nothing_else(client: TestClient, context: AppContext) -> None:
+    """Found by trying it against a running server: the answer to the node's own report
+    carried every active signal and the open repair ticket of the node, including a previous
+    tenant's (its cluster's name, the operator's notes). The credential reads nothing."""
+    secret = _fleet(client)
+    opened = client.post("/v1/repair-tickets", json={"node": "n1", "component": "GPU0",
+                                                      "summary": "previous-tenant-secret"})
+    assert opened.status_code == 201, opened.text
+    response = client.post("/v1/nodes/n1/health-reports", json=REPORT, headers=_as(secret))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["node"] == "n1" and answer["signals"] == [] and answer["ticket"] is None
+    assert answer["maintenance_reason"] is None
+    assert "previous-tenant-secret" not in response.text and "operator" not in response.text
+    # An operator posting the same still reads everything.
+    operator = client.post("/v1/nodes/n1/health-reports",
+                           json={**REPORT, "source": "operator"}).json()
+    assert operator["ticket"] is not None and len(operator["signals"]) >= 2
+
+
+def test_refused_calls_are_audited_as_the_node(client: TestClient,
+                                               context: AppContext) -> None:
+    """A refused call names the node whose credential tried it, not "anonymous": that is
+    the machine to look at."""
+    secret = _fleet(client)
+    for method, path, body in (("POST", "/v1/nodes/n2/health-reports", REPORT),
+                               ("POST", "/v1/nodes/n1/actions/power-off", {}),
+                               ("POST", "/v1/tokens", {"name": "x", "role": "admin"})):
+        response = client.request(method, path, json=body, headers=_as(secret))
+        assert response.status_code == 403, (path, response.text)
+    with context.db.session() as session:
+        audited = {(row.path, row.principal, row.status)
+                   for row in session.scalars(select(AuditEntry))}
+    assert ("/v1/nodes/n2/health-reports", "node:n1", 403) in audited
+    assert ("/v1/nodes/n1/actions/power-off", "node:n1", 403) in audited
+    assert ("/v1/tokens", "node:n1", 403) in audited
+    assert secret not in str(audited)

@@ -49,6 +49,8 @@ def get_principal(request: Request, context: Context) -> Principal:
         )
     with context.db.session() as session:
         if node_credentials.is_node_credential(session, secret.strip()):
+            # refused, but the audit log names the node that tried (not "anonymous")
+            request.state.principal = node_credentials.authenticate(session, secret.strip())
             raise PermissionDeniedError(node_credentials.ONLY_HEALTH_REPORTS)
         principal = tokens.authenticate(session, secret.strip())
     request.state.principal = principal  # the audit log reads who called

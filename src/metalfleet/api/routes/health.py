@@ -53,8 +53,15 @@ def health_report(session: DbSession, context: Context, name: str, body: hs.Heal
     intake.report(session, node, body.source, [f.to_finding() for f in body.findings],
                   checks_run=body.checks_run, actor=caller.actor)
     context.wake_conductor()  # a spare's deploy or a node's undeploy may be queued
-    return hs.node_health_out(node, engine.node_signals(session, node.id),
-                              tickets.open_ticket_of(session, node.id))
+    # The answer goes through the policy like any read: a monitor credential (the tenant has
+    # root where it lives) reads no signal or ticket, not even a previous tenant's, and no
+    # maintenance reason; an operator reads them all.
+    scope = policy.scoped(caller)
+    out = hs.node_health_out(node, engine.node_signals(session, node.id, scope),
+                             tickets.open_ticket_of(session, node.id, scope))
+    if caller.role is Role.NODE:
+        out.maintenance_reason = None
+    return out
 
 
 @router.get("/v1/health/signals", response_model=Page[hs.SignalOut], dependencies=[reader])

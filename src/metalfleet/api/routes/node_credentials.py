@@ -40,10 +40,10 @@ def reporter(request: Request, context: Context, name: str) -> Principal:
                        "credential)")(get_principal(request, context))
     with context.db.session() as session:
         principal = node_credentials.authenticate(session, secret)
+    request.state.principal = principal  # the audit log reads who called, refused or not
     if principal.name != f"node:{name}":
         raise PermissionDeniedError("this node credential speaks for another node; it may "
                                     "post only its own node's health reports")
-    request.state.principal = principal  # the audit log reads who called
     return principal
 
 
