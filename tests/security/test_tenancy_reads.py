@@ -190,3 +190,34 @@ def test_a_tenancy_starts_when_the_tenant_gets_the_node(client: TestClient,
     assert client.patch(f"/v1/nodes/{node}", json={"tenant": None}).status_code == 200
     with context.db.session() as session:
         assert session.scalar(select(m.Node.tenant_since).where(m.Node.name == node)) is None
+
+
+def test_dashboard_forms_name_no_other_tenant_rack_or_switch(
+        client: TestClient, context: AppContext, web: TestClient) -> None:
+    """Found by trying it against a running server: a member's enrolment page listed every
+    tenant and rack, the node list's filters every rack, and the rack view the switches,
+    none of which the API lets a member read."""
+    build(client, context, racks=[1, 1])
+    for r in (1, 2):
+        assert client.patch(f"/v1/switches/eth-leaf-{r}",
+                            json={"u_position": 40}).status_code == 200
+    node = _cluster(client, "beta-c", "beta")
+    mine = client.get(f"/v1/nodes/{node}").json()["rack"]
+    other = "rack-2" if mine == "rack-1" else "rack-1"
+    _login(web, _member(client, "beta"))
+    for path in ("/ui/enroll", "/ui/nodes", "/ui/racks", f"/ui/nodes/{node}", "/",
+                 "/ui/tenants"):
+        page = _text(web, path, {})
+        assert "acme" not in page, path  # another tenant's name
+        assert other not in page, path  # a rack holding none of its nodes
+        assert f"leaf-{other[-1]}" not in page, path  # the other rack's switches
+    # The rack view shows its rack and nodes, no switch (the node's own page still names
+    # the switch ports its NICs are cabled to, as the API's node does).
+    racks = _text(web, "/ui/racks", {})
+    assert mine in racks and "eth-leaf" not in racks and "ib-leaf" not in racks
+    assert "beta" in _text(web, "/ui/enroll", {})  # its own tenant is still offered
+    # Operators still get every choice.
+    _login(web, {"Authorization": client.headers["Authorization"]})
+    page = _text(web, "/ui/enroll", {})
+    assert "acme" in page and "rack-1" in page and "rack-2" in page
+    assert "eth-leaf-1" in _text(web, "/ui/racks", {})

@@ -139,7 +139,7 @@ def node_list(request: Request, context: Context, state: str = "", node_class: s
     with context.db.session() as session:
         rows = views.visible_nodes(session, caller, text=q.strip(), **chosen)
         return render(request, "nodes.html", caller, nodes=views.sort_nodes(rows, sort),
-                      chosen=chosen, q=q, sort=sort, choices=views.filter_choices(session),
+                      chosen=chosen, q=q, sort=sort, choices=views.filter_choices(session, caller),
                       images=views.images(session), bulk=[a for a in actions.BULK_ACTIONS
                                                           if actions.permitted(caller, a)],
                       labels=actions.LABELS, can_write=can_write(caller),
@@ -159,7 +159,7 @@ def node_detail(request: Request, context: Context, name: str) -> Response:
             return render(request, "missing.html", caller, status=404, detail=exc.detail)
         return render(request, "node.html", caller, node=node, can_write=can_write(caller),
                       shown=policy.emit(caller, nodes.to_out(node)),
-                      tenant_names=views.tenant_names(session),
+                      tenant_names=views.tenant_names(session, caller),
                       events=views.node_events(session, caller, name),
                       images=views.images(session),
                       signals=views.active_signals(session, caller, name),
@@ -250,7 +250,7 @@ def enroll_page(request: Request, context: Context) -> Response:
         return auth.to_login(request)
     with context.db.session() as session:
         return render(request, "enroll.html", caller, form={},
-                      choices=views.choices_for_enrolment(session))
+                      choices=views.choices_for_enrolment(session, caller))
 
 
 @router.post("/ui/enroll")
@@ -265,4 +265,4 @@ async def enroll(request: Request, context: Context) -> Response:
     values.pop("bmc_password", None)
     with context.db.session() as session:
         return render(request, "enroll.html", caller, status=422, form=values,
-                      error=outcome.message, choices=views.choices_for_enrolment(session))
+                      error=outcome.message, choices=views.choices_for_enrolment(session, caller))

@@ -175,7 +175,8 @@ class RackView:
 
 def racks(session: Session, caller: Principal) -> list[RackView]:
     rows = visible_nodes(session, caller)
-    switches = list(session.scalars(select(m.Switch).where(m.Switch.rack_id.is_not(None))))
+    switches = list(session.scalars(policy.scope(  # members read no switches (as the API)
+        caller, select(m.Switch).where(m.Switch.rack_id.is_not(None)))))
     views = []
     for rack in session.scalars(select(m.Rack).order_by(m.Rack.name)):
         mine = [node for node in rows if node.rack_id == rack.id]
@@ -208,22 +209,28 @@ def images(session: Session) -> list[m.Image]:
     return list(session.scalars(select(m.Image).order_by(m.Image.name)))
 
 
-def choices_for_enrolment(session: Session) -> dict[str, list[str]]:
+def _names(session: Session, caller: Principal, column: Any) -> list[str]:
+    """The names in ``column`` the caller may read (policy.scope: a member gets its own
+    tenant, and no racks), sorted."""
+    return list(session.scalars(policy.scope(caller, select(column).order_by(column))))
+
+
+def choices_for_enrolment(session: Session, caller: Principal) -> dict[str, list[str]]:
     return {
-        "rack": list(session.scalars(select(m.Rack.name).order_by(m.Rack.name))),
-        "node_class": list(session.scalars(select(m.NodeClass.name).order_by(m.NodeClass.name))),
-        "tenant": tenant_names(session),
+        "rack": _names(session, caller, m.Rack.name),
+        "node_class": _names(session, caller, m.NodeClass.name),
+        "tenant": tenant_names(session, caller),
     }
 
 
-def tenant_names(session: Session) -> list[str]:
-    return list(session.scalars(select(m.Tenant.name).order_by(m.Tenant.name)))
+def tenant_names(session: Session, caller: Principal) -> list[str]:
+    return _names(session, caller, m.Tenant.name)
 
 
-def filter_choices(session: Session) -> dict[str, list[str]]:
+def filter_choices(session: Session, caller: Principal) -> dict[str, list[str]]:
     return {
         "state": [state.value for state in NodeState],
-        "class": list(session.scalars(select(m.NodeClass.name).order_by(m.NodeClass.name))),
-        "rack": list(session.scalars(select(m.Rack.name).order_by(m.Rack.name))),
+        "class": _names(session, caller, m.NodeClass.name),
+        "rack": _names(session, caller, m.Rack.name),
         "health": [health.value for health in Health],
     }
